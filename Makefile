@@ -1,0 +1,29 @@
+# Two commands do all the setup: `make demo` and `make test` (each creates .venv/ if needed).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo_run
+DEMO_DATA := $(DEMO_DIR)/data
+
+.PHONY: test demo images clean-demo
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt requirements-test.txt | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	bash dataset/run_demo.sh $(PY) $(DEMO_DIR)
+
+images: $(STAMP)
+	bash dataset/run_demo.sh $(PY) $(DEMO_DIR) --images-only
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

@@ -1,0 +1,108 @@
+"""Finding and restoring checkpoints: a prefix or a directory, shape-checked, by name.
+
+Restoring model weights ("init") restores network variables only; resuming a run restores
+everything (see train_msc.py). A class-count mismatch is reported with both counts.
+"""
+import os
+
+import tensorflow as tf
+
+from deeplab_resnet.errors import InputError
+from deeplab_resnet.model import LOGITS, is_aspp_variable
+
+tf1 = tf.compat.v1
+
+
+def latest_in_dir(directory):
+    """Latest checkpoint prefix of a directory with a `checkpoint` state file, or None."""
+    if not os.path.isdir(directory):
+        return None
+    return tf1.train.latest_checkpoint(directory)
+
+
+def resolve_checkpoint(path):
+    """A checkpoint prefix (model.ckpt-1000) or a directory (its latest) -> prefix.
+
+    Raises: InputError with one line when there is no readable checkpoint there.
+    """
+    if os.path.isdir(path):
+        prefix = latest_in_dir(path)
+        if prefix is None:
+            raise InputError('%s: no checkpoint in this directory (no "checkpoint" file)' % path)
+        return prefix
+    if os.path.isfile(path + '.index'):
+        return path
+    if path.endswith('.index') and os.path.isfile(path):
+        return path[:-len('.index')]
+    if path.endswith('.meta') and os.path.isfile(path[:-len('.meta')] + '.index'):
+        return path[:-len('.meta')]
+    raise InputError('%s: checkpoint not found (give a prefix such as model.ckpt-20000 or a '
+                     'directory)' % path)
+
+
+def checkpoint_shapes(prefix):
+    """{variable name: shape list} stored in a checkpoint."""
+    try:
+        return dict(tf.train.list_variables(prefix))
+    except Exception as e:   # corrupt or unreadable
+        raise InputError('%s: cannot read checkpoint (%s)' % (prefix, e.__class__.__name__))
+
+
+def checkpoint_num_classes(shapes):
+    """The class count of a checkpoint's ASPP, or None if it has none."""
+    w = shapes.get(LOGITS + '_c0/weights')
+    return int(w[-1]) if w else None
+
+
+def model_variables(graph=None):
+    """The network's variables (the 528 of ResNet-101 + ASPP), without optimiser slots,
+    the global step or accumulators."""
+    graph = graph or tf1.get_default_graph()
+    return [v for v in graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
+            if _is_network_variable(v.op.name)]
+
+
+def _is_network_variable(name):
+    leaf = name.rsplit('/', 1)[-1]
+    return name.count('/') == 1 and leaf in ('weights', 'biases', 'beta', 'gamma',
+                                             'moving_mean', 'moving_variance')
+
+
+TRAINING_HINT = ('use --not-restore-last to start the classifier afresh, or --num-classes %s')
+EVAL_HINT = 'pass --num-classes %s'
+
+
+def restore_variables(sess, prefix, variables, skip_aspp=False, what='checkpoint',
+                      class_hint=EVAL_HINT):
+    """Restores `variables` by name from `prefix`, after checking names and shapes.
+
+    skip_aspp: leave the ASPP (class-dependent) variables as initialised.
+    class_hint: advice appended to a class-count mismatch (%s = the checkpoint's count).
+    Raises: InputError for missing variables or mismatched shapes (a different class count
+      is named as such and --not-restore-last is suggested). Returns the restored list.
+    """
+    shapes = checkpoint_shapes(prefix)
+    to_restore, missing = [], []
+    for v in variables:
+        name = v.op.name
+        if skip_aspp and is_aspp_variable(name):
+            continue
+        if name not in shapes:
+            missing.append(name)
+            continue
+        want = v.get_shape().as_list()
+        if list(shapes[name]) != want:
+            if is_aspp_variable(name):
+                count = checkpoint_num_classes(shapes)
+                raise InputError('%s: %s is for %s classes, but --num-classes is %d (%s)' % (
+                    prefix, what, count, want[-1], class_hint % count))
+            raise InputError('%s: variable %s has shape %s in the %s, %s in the model' % (
+                prefix, name, list(shapes[name]), what, want))
+        to_restore.append(v)
+    if missing:
+        hint = (' (it has no classifier: use --not-restore-last to train one afresh)'
+                if all(is_aspp_variable(n) for n in missing) else '')
+        raise InputError('%s: %d variable(s) missing from the %s, e.g. %s%s' % (
+            prefix, len(missing), what, ', '.join(missing[:3]), hint))
+    tf1.train.Saver(var_list=to_restore).restore(sess, prefix)
+    return to_restore

@@ -1,0 +1,75 @@
+"""argparse pieces the scripts share: typed values and common flags, defined once."""
+import argparse
+
+from deeplab_resnet.constants import IGNORE_LABEL, IMG_MEAN_BGR, NUM_CLASSES_VOC
+
+
+def _floats(text, count=None, what='numbers'):
+    try:
+        values = tuple(float(v) for v in text.split(',') if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected comma-separated %s, got %r' % (what, text))
+    if not values or (count and len(values) != count):
+        raise argparse.ArgumentTypeError('expected %s comma-separated %s, got %r'
+                                         % (count or 'some', what, text))
+    return values
+
+
+def img_mean(text):
+    """'104.0,116.7,122.7' -> (B, G, R) floats."""
+    return _floats(text, 3, 'B,G,R values')
+
+
+def input_size(text):
+    """'321,321' -> (h, w) positive ints."""
+    values = _floats(text, 2, 'integers h,w')
+    if any(v <= 0 or v != int(v) for v in values):
+        raise argparse.ArgumentTypeError('input size must be two positive integers h,w, got %r'
+                                         % text)
+    return int(values[0]), int(values[1])
+
+
+def scales(text):
+    """'1.0,0.75,0.5' -> positive floats."""
+    values = _floats(text, None, 'scales')
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError('scales must be positive, got %r' % text)
+    return values
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % text)
+    return value
+
+
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected an integer >= 0, got %r' % text)
+    if value < 0:
+        raise argparse.ArgumentTypeError('expected an integer >= 0, got %r' % text)
+    return value
+
+
+def add_data_arguments(parser, default_list):
+    parser.add_argument('--data-dir', default='', help='directory the list paths are relative to')
+    parser.add_argument('--data-list', default=default_list,
+                        help='list file: "image_path label_path" per line (default %(default)s)')
+    parser.add_argument('--ignore-label', type=int, default=IGNORE_LABEL,
+                        help='label value ignored by the loss and metrics (default %(default)s)')
+
+
+def add_model_arguments(parser):
+    parser.add_argument('--num-classes', type=positive_int, default=NUM_CLASSES_VOC,
+                        help='number of classes, background included (default %(default)s)')
+    parser.add_argument('--img-mean', type=img_mean, default=IMG_MEAN_BGR,
+                        help='B,G,R mean subtracted from images (default: the Caffe mean '
+                             '104.008,116.669,122.679)')
+    parser.add_argument('--threads', type=non_negative_int, default=0,
+                        help='CPU threads for TensorFlow ops (0: TensorFlow decides)')

@@ -1,0 +1,197 @@
+"""The input pipeline: list file -> tf.data -> [N, H, W, 3] float32 BGR mean-subtracted images
+and [N, H, W, 1] uint8 labels.
+
+Decoding goes through PIL (in `tf.numpy_function`, parallel) because a palette PNG must be read
+as its indices, which TensorFlow's PNG decoder cannot do; augmentation is TensorFlow ops.
+Every listed file is checked to exist before the dataset is built.
+"""
+import numpy as np
+import tensorflow as tf
+
+from deeplab_resnet import datalist, imageio
+from deeplab_resnet.constants import IGNORE_LABEL, IMG_MEAN_BGR, SCALE_RANGE
+from deeplab_resnet.errors import InputError
+
+tf1 = tf.compat.v1
+
+ERROR_MARKER = 'DEEPLAB_INPUT_ERROR: '
+
+
+def input_error_from_op_error(err):
+    """An InputError raised inside the pipeline reaches Session.run as a tf OpError; returns
+    the InputError (its one-line message), or None if the OpError is something else."""
+    text = getattr(err, 'message', str(err))
+    if ERROR_MARKER in text:
+        message = text.split(ERROR_MARKER, 1)[1].splitlines()[0]
+        return InputError(message.rstrip('\'"'))
+    return None
+
+
+def _decode_pair(image_path, label_path):
+    """PIL decode (runs in tf.numpy_function). Returns RGB uint8 [H, W, 3], labels uint8
+    [H, W, 1] (zeros [H, W, 1] for an unlabelled image, flagged by label_path == b'')."""
+    image_path = image_path.decode('utf-8')
+    label_path = label_path.decode('utf-8')
+    try:
+        image = imageio.read_image(image_path)
+        if label_path:
+            label = imageio.read_label(label_path)
+            if label.shape != image.shape[:2]:
+                raise InputError('%s: label size %dx%d differs from image %s (%dx%d)' % (
+                    label_path, label.shape[0], label.shape[1], image_path,
+                    image.shape[0], image.shape[1]))
+        else:
+            label = np.zeros(image.shape[:2], np.uint8)
+    except InputError as e:
+        raise ValueError(ERROR_MARKER + str(e))
+    return image, label[:, :, None]
+
+
+def decode_example(image_path, label_path):
+    """tf strings -> (image [H, W, 3] uint8 RGB, label [H, W, 1] uint8)."""
+    image, label = tf.numpy_function(_decode_pair, [image_path, label_path],
+                                     [tf.uint8, tf.uint8], stateful=False)
+    image.set_shape([None, None, 3])
+    label.set_shape([None, None, 1])
+    return image, label
+
+
+def preprocess_image(image_rgb, img_mean=IMG_MEAN_BGR):
+    """[..., H, W, 3] uint8 RGB -> float32 BGR minus the mean."""
+    bgr = tf.reverse(tf.cast(image_rgb, tf.float32), axis=[-1])
+    return bgr - tf.constant(img_mean, tf.float32)
+
+
+def random_scale(image, label, scale_set=None, seed=None):
+    """Scales image (bilinear) and label (nearest) by one random factor: uniform in
+    SCALE_RANGE, or drawn from `scale_set` (the Caffe recipe's discrete scales)."""
+    if scale_set:
+        idx = tf.random.uniform([], 0, len(scale_set), dtype=tf.int32, seed=seed)
+        scale = tf.gather(tf.constant(scale_set, tf.float32), idx)
+    else:
+        scale = tf.random.uniform([], SCALE_RANGE[0], SCALE_RANGE[1], seed=seed)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    new_shape = tf.maximum(tf.cast(shape * scale, tf.int32), 1)
+    image = tf1.image.resize_bilinear(image[None], new_shape)[0]
+    label = tf1.image.resize_nearest_neighbor(label[None], new_shape,
+                                              half_pixel_centers=True)[0]
+    return image, label
+
+
+def random_mirror(image, label, seed=None):
+    flip = tf.random.uniform([], 0, 1.0, seed=seed) < 0.5
+    return (tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image),
+            tf.cond(flip, lambda: tf.reverse(label, [1]), lambda: label))
+
+
+def random_crop_and_pad(image, label, crop_h, crop_w, ignore_label=IGNORE_LABEL, seed=None):
+    """Pads bottom/right to at least the crop size (image with 0 = the mean after mean
+    subtraction, label with the ignore label) and takes a random crop.
+
+    Args: image [H, W, 3] float32 (mean-subtracted), label [H, W, 1] uint8.
+    Returns: [crop_h, crop_w, 3] float32, [crop_h, crop_w, 1] uint8.
+    """
+    label = tf.cast(label, tf.float32) - ignore_label   # so that padding 0 becomes ignore
+    combined = tf.concat([image, label], axis=2)
+    shape = tf.shape(combined)
+    combined = tf.image.pad_to_bounding_box(combined, 0, 0, tf.maximum(crop_h, shape[0]),
+                                            tf.maximum(crop_w, shape[1]))
+    combined = tf.image.random_crop(combined, [crop_h, crop_w, 4], seed=seed)
+    image = combined[:, :, :3]
+    label = tf.cast(combined[:, :, 3:] + ignore_label, tf.uint8)
+    image.set_shape([crop_h, crop_w, 3])
+    label.set_shape([crop_h, crop_w, 1])
+    return image, label
+
+
+class ImageReader(object):
+    """tf.data reader of a list file (the original project's ImageReader, without queues).
+
+    Args:
+      data_dir: directory the list's paths are relative to.
+      data_list: list file path.
+      input_size: (h, w) crop for training, or None for full images (evaluation).
+      random_scale, random_mirror: training augmentation.
+      ignore_label: label padding value.
+      img_mean: BGR mean subtracted from images.
+      shuffle: shuffle the list every epoch (training).
+      scale_set: optional discrete scale set for random_scale.
+      seed: op-level seed for shuffling and augmentation.
+      need_labels: refuse lines without a label path.
+      num_parallel_calls: decoding parallelism (tf.data.AUTOTUNE by default).
+    All listed files are checked to exist on construction (InputError otherwise).
+    """
+
+    def __init__(self, data_dir, data_list, input_size, random_scale=False,
+                 random_mirror=False, ignore_label=IGNORE_LABEL, img_mean=IMG_MEAN_BGR,
+                 shuffle=None, scale_set=None, seed=None, need_labels=True,
+                 num_parallel_calls=None):
+        self.examples = datalist.load_examples(data_list, data_dir, need_labels)
+        self.data_list = data_list
+        self.input_size = input_size
+        self.random_scale = random_scale
+        self.random_mirror = random_mirror
+        self.ignore_label = ignore_label
+        self.img_mean = tuple(img_mean)
+        self.shuffle = (input_size is not None) if shuffle is None else shuffle
+        self.scale_set = scale_set
+        self.seed = seed
+        self.num_parallel_calls = num_parallel_calls or tf.data.AUTOTUNE
+
+    def __len__(self):
+        return len(self.examples)
+
+    @property
+    def image_paths(self):
+        return [ex.image for ex in self.examples]
+
+    def _op_seed(self, offset):
+        # Distinct op seeds: equal seeds would make scale, mirror and crop draw alike.
+        return None if self.seed is None else self.seed + offset
+
+    def _train_map(self, image_rgb, label):
+        image = preprocess_image(image_rgb, self.img_mean)
+        if self.random_scale:
+            image, label = random_scale(image, label, self.scale_set, self._op_seed(1))
+        if self.random_mirror:
+            image, label = random_mirror(image, label, self._op_seed(2))
+        return random_crop_and_pad(image, label, self.input_size[0], self.input_size[1],
+                                   self.ignore_label, self._op_seed(3))
+
+    def _eval_map(self, image_rgb, label):
+        return preprocess_image(image_rgb, self.img_mean), label
+
+    def dataset(self, batch_size=1, repeat=None, with_rgb=False):
+        """Dataset of (images, labels) batches.
+
+        Training (input_size set): repeats forever, shuffled, augmented, cropped:
+          ([batch, h, w, 3] float32 BGR - mean, [batch, h, w, 1] uint8).
+        Evaluation (input_size None): one pass in list order, full images, batch 1;
+          with_rgb adds the decoded [1, H, W, 3] uint8 RGB image (for CRF and overlays).
+        """
+        images = tf.constant(self.image_paths)
+        labels = tf.constant([ex.label or '' for ex in self.examples])
+        ds = tf.data.Dataset.from_tensor_slices((images, labels))
+        training = self.input_size is not None
+        if self.shuffle:
+            ds = ds.shuffle(len(self.examples), seed=self.seed, reshuffle_each_iteration=True)
+        if repeat or (repeat is None and training):
+            ds = ds.repeat()
+        ds = ds.map(decode_example, num_parallel_calls=self.num_parallel_calls,
+                    deterministic=True)
+        if training:
+            ds = ds.map(self._train_map, num_parallel_calls=self.num_parallel_calls,
+                        deterministic=True)
+            ds = ds.batch(batch_size, drop_remainder=True)
+        else:
+            if with_rgb:
+                ds = ds.map(lambda img, lab: self._eval_map(img, lab) + (img,))
+            else:
+                ds = ds.map(self._eval_map)
+            ds = ds.batch(1)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def dequeue(self, num_elements):
+        """The original API: a (images, labels) batch of training crops from a one-shot
+        iterator, as tensors in the current graph."""
+        return tf1.data.make_one_shot_iterator(self.dataset(num_elements)).get_next()

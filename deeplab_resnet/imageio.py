@@ -1,0 +1,84 @@
+"""Reading and writing images and index masks with PIL (NumPy in, NumPy out).
+
+Masks are single-channel index PNGs. A palette ('P' mode) PNG, the format of VOC's own
+SegmentationClass, is read as its palette indices, never as luminance; an RGB colour mask is
+refused with a message that says how to convert it.
+"""
+import os
+
+import numpy as np
+from PIL import Image
+
+from deeplab_resnet.colormap import voc_palette_flat
+from deeplab_resnet.errors import InputError
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
+
+RGB_MASK_HINT = ('it is an RGB colour mask, not an index mask; convert it with '
+                 '`python -m dataset.tools rgb2index`')
+
+
+def _open(path, what):
+    if not os.path.isfile(path):
+        raise InputError('%s: %s not found' % (path, what))
+    try:
+        img = Image.open(path)
+        img.load()
+    except Exception as e:  # PIL raises many types for corrupt files
+        raise InputError('%s: cannot decode %s (%s)' % (path, what, e.__class__.__name__))
+    return img
+
+
+def read_image(path):
+    """Image file -> [H, W, 3] uint8 RGB (greyscale and palette images become 3 channels)."""
+    img = _open(path, 'image')
+    if img.mode != 'RGB':
+        img = img.convert('RGB')
+    return np.asarray(img, dtype=np.uint8)
+
+
+def mask_problem(img):
+    """None if a PIL image is an index mask, else a description of what is wrong."""
+    if img.mode in ('P', 'L', 'I', 'I;16', '1'):
+        return None
+    if img.mode in ('RGB', 'RGBA'):
+        arr = np.asarray(img)
+        if arr.ndim == 3 and (np.all(arr[..., 0] == arr[..., 1])
+                              and np.all(arr[..., 1] == arr[..., 2])):
+            return None   # grey stored as RGB: the indices are any channel
+        return RGB_MASK_HINT
+    return 'unsupported mask mode %s (expected a single-channel index PNG)' % img.mode
+
+
+def read_label(path):
+    """Index mask file -> [H, W] uint8 class indices (palette indices for 'P' PNGs)."""
+    img = _open(path, 'label')
+    problem = mask_problem(img)
+    if problem:
+        raise InputError('%s: %s' % (path, problem))
+    if img.mode in ('RGB', 'RGBA'):
+        arr = np.asarray(img)[..., 0]
+    elif img.mode == 'P':
+        arr = np.asarray(img)          # the indices, not the colours
+    else:
+        arr = np.asarray(img)
+    if arr.dtype != np.uint8:
+        if arr.min() < 0 or arr.max() > 255:
+            raise InputError('%s: label values outside 0..255' % path)
+        arr = arr.astype(np.uint8)
+    return arr
+
+
+def write_index_png(path, labels):
+    """[H, W] integer class indices -> palette PNG (VOC palette) holding the indices."""
+    labels = np.asarray(labels)
+    if labels.min(initial=0) < 0 or labels.max(initial=0) > 255:
+        raise ValueError('index PNG values must be in 0..255')
+    img = Image.fromarray(labels.astype(np.uint8), mode='P')
+    img.putpalette(voc_palette_flat())
+    img.save(path)
+
+
+def write_rgb_png(path, rgb):
+    """[H, W, 3] uint8 -> PNG."""
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8), mode='RGB').save(path)

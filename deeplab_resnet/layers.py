@@ -1,0 +1,170 @@
+"""Caffe-exact layers built from `tf.compat.v1` variables and `tf.nn` ops (NHWC).
+
+Caffe pads symmetrically and pools in ceil mode; TensorFlow's 'SAME' pads asymmetrically on
+even sizes when the stride is 2. Strided layers here therefore pad explicitly and use 'VALID';
+stride-1 convolutions with padding = dilation * (k - 1) / 2 are the one case where 'SAME' is
+exactly Caffe's padding, and use it.
+"""
+import tensorflow as tf
+
+from deeplab_resnet.constants import BN_DECAY, BN_EPSILON
+
+tf1 = tf.compat.v1
+
+BN_VARIABLES = ('beta', 'gamma', 'moving_mean', 'moving_variance')
+
+
+def he_initializer():
+    """He (MSRA) normal initialiser, fan-in, as Caffe's 'msra' filler."""
+    return tf1.variance_scaling_initializer(scale=2.0, mode='fan_in', distribution='untruncated_normal')
+
+
+def conv_output_size(size, kernel, stride, pad, dilation=1):
+    """Caffe convolution output size: floor((size + 2 pad - dilated_kernel) / stride) + 1."""
+    dilated = dilation * (kernel - 1) + 1
+    return (size + 2 * pad - dilated) // stride + 1
+
+
+def pool_output_size(size, kernel, stride, pad):
+    """Caffe ceil-mode pooling output size, with Caffe's rule that drops a last window
+    starting inside the right/bottom padding."""
+    out = -(-(size + 2 * pad - kernel) // stride) + 1
+    if pad > 0 and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _gpu_present():
+    return bool(tf.config.list_physical_devices('GPU'))
+
+
+def dilated_conv_same(x, w, dilation):
+    """Stride-1 dilated convolution with 'SAME' padding (= Caffe's symmetric padding for an
+    odd kernel): [N, H, W, C_in] x [k, k, C_in, C_out] -> [N, H, W, C_out].
+
+    The forward pass is tf.nn.conv2d(dilations=...) (oneDNN's fast atrous kernels). TensorFlow
+    has no CPU kernels for the gradients of a dilated convolution, so without a GPU they are
+    written out here, exactly:
+      dx = the same dilated convolution of dy with the filter flipped in space and with its
+           in/out channels swapped;
+      dw[i, j] = sum over pixels of x_padded[shifted by (i d, j d)]^T dy  (k^2 matmuls).
+    (Space-to-batch, tf.nn.atrous_conv2d, is exact too but pads small maps to a multiple of
+    the rate: at rate 24 on a 41x41 map it does several times the work.)
+    """
+    if dilation == 1 or _gpu_present():
+        return tf.nn.conv2d(x, w, strides=1, padding='SAME', dilations=dilation)
+
+    @tf.custom_gradient
+    def conv(x, w):
+        y = tf.nn.conv2d(x, w, strides=1, padding='SAME', dilations=dilation)
+
+        def grad(dy):
+            w_t = tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2])
+            dx = tf.nn.conv2d(dy, w_t, strides=1, padding='SAME', dilations=dilation)
+            return dx, _dilated_filter_grad(x, dy, w.get_shape().as_list(), dilation)
+
+        return y, grad
+
+    return conv(x, tf.convert_to_tensor(w))
+
+
+def _dilated_filter_grad(x, dy, w_shape, dilation):
+    """d loss / d w of dilated_conv_same: [k, k, C_in, C_out] float32."""
+    k, _, c_in, c_out = w_shape
+    pad = dilation * (k - 1) // 2
+    xp = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    h, w = tf.shape(x)[1], tf.shape(x)[2]
+    dy_flat = tf.reshape(dy, [-1, c_out])
+    taps = []
+    for i in range(k):
+        for j in range(k):
+            patch = xp[:, i * dilation:i * dilation + h, j * dilation:j * dilation + w, :]
+            taps.append(tf.matmul(tf.reshape(patch, [-1, c_in]), dy_flat, transpose_a=True))
+    return tf.reshape(tf.stack(taps), [k, k, c_in, c_out])
+
+
+def conv2d(x, name, kernel, filters, stride=1, pad=0, dilation=1, biased=False,
+           trainable=True, weights_std=None):
+    """Caffe convolution: symmetric padding `pad`, then stride / dilation.
+
+    Args:
+      x: [N, H, W, C_in] float32.
+    Creates `<name>/weights` [k, k, C_in, filters] (HWIO), He-initialised or normal with
+    `weights_std`, and, if biased, `<name>/biases` (zeros).
+    Returns: [N, H', W', filters] float32, H' = conv_output_size(H, kernel, stride, pad, dilation).
+    """
+    c_in = x.get_shape().as_list()[-1]
+    with tf1.variable_scope(name):
+        init = (he_initializer() if weights_std is None
+                else tf1.random_normal_initializer(stddev=weights_std))
+        w = tf1.get_variable('weights', [kernel, kernel, c_in, filters],
+                             initializer=init, trainable=trainable)
+        b = (tf1.get_variable('biases', [filters], initializer=tf1.zeros_initializer(),
+                              trainable=trainable) if biased else None)
+    if stride == 1 and 2 * pad == dilation * (kernel - 1):
+        y = dilated_conv_same(x, w, dilation)
+    else:
+        if pad:
+            x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        y = tf.nn.conv2d(x, w, strides=stride, padding='VALID', dilations=dilation)
+    if b is not None:
+        y = tf.nn.bias_add(y, b)
+    return y
+
+
+def max_pool_ceil(x, kernel, stride, pad):
+    """Caffe MAX pooling (ceil mode, padding counts as -inf), for dynamic H and W.
+
+    Args:
+      x: [N, H, W, C] float32.
+    Returns: [N, H', W', C], H' = pool_output_size(H, kernel, stride, pad).
+    """
+    shape = tf.shape(x)
+
+    def right_pad(size):
+        # ceil((size + 2 pad - k) / s) + 1, minus Caffe's dropped last window.
+        out = -((-(size + 2 * pad - kernel)) // stride) + 1
+        out = tf.where((out - 1) * stride >= size + pad, out - 1, out)
+        return (out - 1) * stride + kernel - size - pad
+
+    pad_h, pad_w = right_pad(shape[1]), right_pad(shape[2])
+    x = tf.pad(x, [[0, 0], [pad, tf.maximum(pad_h, 0)], [pad, tf.maximum(pad_w, 0)], [0, 0]],
+               constant_values=float('-inf'))
+    return tf.nn.max_pool2d(x, kernel, stride, padding='VALID')
+
+
+def batch_norm(x, name, is_training, relu=False, update_moving_stats=True):
+    """Caffe BatchNorm + Scale (epsilon 1e-5), optionally followed by ReLU.
+
+    Creates `<name>/beta`, `gamma`, `moving_mean`, `moving_variance` (not trainable: DeepLab
+    does not train the batch-norm parameters, as the original project).
+    With is_training, normalises with the batch's statistics and (if update_moving_stats)
+    adds the moving-average updates (decay BN_DECAY) to tf1.GraphKeys.UPDATE_OPS;
+    otherwise uses the moving statistics.
+
+    Args:
+      x: [N, H, W, C] float32.
+    Returns: same shape and dtype.
+    """
+    channels = x.get_shape().as_list()[-1]
+    with tf1.variable_scope(name):
+        beta = tf1.get_variable('beta', [channels], initializer=tf1.zeros_initializer(),
+                                trainable=False)
+        gamma = tf1.get_variable('gamma', [channels], initializer=tf1.ones_initializer(),
+                                 trainable=False)
+        mean = tf1.get_variable('moving_mean', [channels],
+                                initializer=tf1.zeros_initializer(), trainable=False)
+        var = tf1.get_variable('moving_variance', [channels],
+                               initializer=tf1.ones_initializer(), trainable=False)
+    if is_training:
+        batch_mean, batch_var = tf.nn.moments(x, axes=[0, 1, 2])
+        if update_moving_stats:
+            with tf1.name_scope(name + '_update'):
+                tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_sub(
+                    mean, (1.0 - BN_DECAY) * (mean - batch_mean)))
+                tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_sub(
+                    var, (1.0 - BN_DECAY) * (var - batch_var)))
+        mean, var = batch_mean, batch_var
+    scale = gamma * tf.math.rsqrt(var + BN_EPSILON)
+    y = x * scale + (beta - mean * scale)
+    return tf.nn.relu(y) if relu else y

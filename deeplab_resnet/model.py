@@ -1,0 +1,146 @@
+"""DeepLab-v2 ResNet-101 (Chen et al., arXiv:1606.00915), Caffe-exact, in TF graph mode.
+
+Built from a stage table rather than an unrolled listing. Layer and variable names are those
+of the Caffe model and of the original TensorFlow project (528 variables for 21 classes), so
+its checkpoints restore by name.
+"""
+import collections
+
+import tensorflow as tf
+
+from deeplab_resnet import layers
+from deeplab_resnet.constants import ASPP_RATES, RESNET101_BLOCKS
+
+tf1 = tf.compat.v1
+
+Stage = collections.namedtuple('Stage', ['index', 'blocks', 'bottleneck', 'stride', 'dilation'])
+"""A ResNet stage: res<index><block>; bottleneck width (the block outputs 4x it); the stride
+of its first block (in the 1x1 convolutions, as Caffe's ResNet); the dilation of its 3x3s."""
+
+RESNET101_STAGES = (
+    Stage(2, RESNET101_BLOCKS[0], 64, 1, 1),
+    Stage(3, RESNET101_BLOCKS[1], 128, 2, 1),
+    Stage(4, RESNET101_BLOCKS[2], 256, 1, 2),
+    Stage(5, RESNET101_BLOCKS[3], 512, 1, 4),
+)
+
+LOGITS = 'fc1_voc12'
+ASPP_INIT_STD = 0.01   # DeepLab-v2 prototxt: gaussian filler, std 0.01, for fc1_voc12_c*
+ASPP_PREFIX = 'fc1_voc12_c'
+
+
+def block_names(num_blocks):
+    """Caffe's block suffixes: a, b, c for short stages; a, b1, b2, ... for long ones."""
+    if num_blocks <= 3:
+        return ['abc'[i] for i in range(num_blocks)]
+    return ['a'] + ['b%d' % i for i in range(1, num_blocks)]
+
+
+def aspp_layer_names():
+    return ['%s%d' % (ASPP_PREFIX, i) for i in range(len(ASPP_RATES))]
+
+
+def is_aspp_variable(name):
+    """True for the classifier (ASPP) variables, those that depend on the class count."""
+    return name.startswith(ASPP_PREFIX)
+
+
+class DeepLabResNetModel(object):
+    """DeepLab-v2 ResNet-101 with ASPP.
+
+    Usage (the original project's API):
+      net = DeepLabResNetModel({'data': images}, is_training=False, num_classes=21)
+      logits = net.layers['fc1_voc12']
+
+    Args:
+      inputs: {'data': [N, H, W, 3] float32, BGR, mean-subtracted}; H, W may be dynamic.
+      is_training: batch norm uses batch statistics and updates its moving averages.
+      num_classes: output channels of the ASPP classifier.
+      update_moving_stats: with is_training, whether this instance adds the moving-average
+        updates (the multi-scale towers let only the full-scale one do it).
+    Attributes:
+      layers: OrderedDict layer name -> output tensor, for every Caffe layer name
+        (conv1, bn_conv1, pool1, res2a_branch1, bn2a_branch1, ..., res5c_relu,
+        fc1_voc12_c0..c3, fc1_voc12); net.layers['fc1_voc12'] is [N, h, w, num_classes] float32
+        with h = output_size(H).
+    """
+
+    def __init__(self, inputs, is_training=False, num_classes=21, update_moving_stats=True):
+        self.is_training = is_training
+        self.num_classes = num_classes
+        self.update_moving_stats = update_moving_stats
+        self.layers = collections.OrderedDict()
+        self.layers['data'] = inputs['data']
+        x = self._stem(inputs['data'])
+        for stage in RESNET101_STAGES:
+            for i, block in enumerate(block_names(stage.blocks)):
+                x = self._bottleneck(x, '%d%s' % (stage.index, block), stage,
+                                     first=(i == 0))
+        self._aspp(x)
+
+    @property
+    def logits(self):
+        return self.layers[LOGITS]
+
+    def _add(self, name, tensor):
+        self.layers[name] = tensor
+        return tensor
+
+    def _bn(self, x, name, relu):
+        return self._add(name, layers.batch_norm(
+            x, name, self.is_training, relu=relu,
+            update_moving_stats=self.update_moving_stats))
+
+    def _stem(self, x):
+        x = self._add('conv1', layers.conv2d(x, 'conv1', 7, 64, stride=2, pad=3))
+        x = self._bn(x, 'bn_conv1', relu=True)
+        return self._add('pool1', layers.max_pool_ceil(x, 3, 2, 1))
+
+    def _bottleneck(self, x, block, stage, first):
+        """res<block>: 1x1 (stride) -> 3x3 (dilation) -> 1x1, plus the shortcut."""
+        out_channels = 4 * stage.bottleneck
+        stride = stage.stride if first else 1
+        if first:
+            shortcut = self._add('res%s_branch1' % block, layers.conv2d(
+                x, 'res%s_branch1' % block, 1, out_channels, stride=stride))
+            shortcut = self._bn(shortcut, 'bn%s_branch1' % block, relu=False)
+        else:
+            shortcut = x
+        y = self._add('res%s_branch2a' % block, layers.conv2d(
+            x, 'res%s_branch2a' % block, 1, stage.bottleneck, stride=stride))
+        y = self._bn(y, 'bn%s_branch2a' % block, relu=True)
+        y = self._add('res%s_branch2b' % block, layers.conv2d(
+            y, 'res%s_branch2b' % block, 3, stage.bottleneck, pad=stage.dilation,
+            dilation=stage.dilation))
+        y = self._bn(y, 'bn%s_branch2b' % block, relu=True)
+        y = self._add('res%s_branch2c' % block, layers.conv2d(
+            y, 'res%s_branch2c' % block, 1, out_channels))
+        y = self._bn(y, 'bn%s_branch2c' % block, relu=False)
+        y = self._add('res%s' % block, shortcut + y)
+        return self._add('res%s_relu' % block, tf.nn.relu(y))
+
+    def _aspp(self, x):
+        """Four 3x3 convolutions with bias at rates 6, 12, 18, 24, summed."""
+        branches = []
+        for name, rate in zip(aspp_layer_names(), ASPP_RATES):
+            branches.append(self._add(name, layers.conv2d(
+                x, name, 3, self.num_classes, pad=rate, dilation=rate, biased=True,
+                weights_std=ASPP_INIT_STD)))
+        self._add(LOGITS, tf.add_n(branches))
+
+
+def output_size(size):
+    """Logit size for an input side of `size` pixels (conv1, pool1, res3a's stride 2)."""
+    size = layers.conv_output_size(size, 7, 2, 3)
+    size = layers.pool_output_size(size, 3, 2, 1)
+    return layers.conv_output_size(size, 1, 2, 0)
+
+
+def variable_shapes(num_classes=21):
+    """The network's variables: OrderedDict name (without ':0') -> shape tuple, in creation
+    order. Built in a scratch graph from the same code as the model."""
+    with tf.Graph().as_default():
+        DeepLabResNetModel({'data': tf1.placeholder(tf.float32, [1, None, None, 3])},
+                           is_training=False, num_classes=num_classes)
+        return collections.OrderedDict(
+            (v.op.name, tuple(v.get_shape().as_list())) for v in tf1.global_variables())

@@ -1,0 +1,71 @@
+"""Multi-scale towers with shared variables, fused by element-wise max: one function for
+training, evaluation, inference and export.
+"""
+import collections
+
+import tensorflow as tf
+
+from deeplab_resnet.constants import TRAIN_SCALES
+from deeplab_resnet.model import DeepLabResNetModel
+from deeplab_resnet.utils import resize_bilinear, scaled_size
+
+tf1 = tf.compat.v1
+
+MSCOutput = collections.namedtuple('MSCOutput', ['fused', 'per_scale', 'nets'])
+"""fused: [N, h, w, C] float32 logits at the first scale's logit size, the element-wise max
+of every scale's logits resized (bilinear) to that size; per_scale: the logits of each scale
+(their own sizes), in the order of `scales`; nets: the DeepLabResNetModel of each scale."""
+
+
+def parse_scales(text):
+    """'1.0,0.75,0.5' -> (1.0, 0.75, 0.5); raises ValueError on a bad list."""
+    scales = tuple(float(s) for s in text.split(',') if s.strip())
+    if not scales or any(s <= 0 for s in scales):
+        raise ValueError('scales must be positive numbers, got %r' % text)
+    return scales
+
+
+def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCALES):
+    """Builds one DeepLab tower per scale; variables are created by the first and shared.
+
+    Args:
+      images: [N, H, W, 3] float32, BGR, mean-subtracted.
+      scales: the first is the reference size (1.0 in DeepLab); each other tower sees the
+        images resized bilinearly to int(H * s), int(W * s).
+    Returns: MSCOutput. Only the first tower updates batch-norm moving averages.
+    """
+    size = tf.shape(images)[1:3]
+    nets, per_scale = [], []
+    for i, scale in enumerate(scales):
+        inputs = images if scale == 1.0 else resize_bilinear(images, scaled_size(size, scale))
+        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True if i else None):
+            net = DeepLabResNetModel({'data': inputs}, is_training=is_training,
+                                     num_classes=num_classes, update_moving_stats=(i == 0))
+        nets.append(net)
+        per_scale.append(net.logits)
+    fused = per_scale[0]
+    if len(scales) > 1:
+        target = tf.shape(fused)[1:3]
+        for logits in per_scale[1:]:
+            fused = tf.maximum(fused, resize_bilinear(logits, target))
+    return MSCOutput(fused, per_scale, nets)
+
+
+def predict_probs(images, num_classes, scales=(1.0,), flip=False):
+    """Inference at full resolution.
+
+    Args:
+      images: [N, H, W, 3] float32, BGR, mean-subtracted (dynamic size).
+      flip: average the logits with those of the mirrored images (mirrored back).
+    Returns: (probs [N, H, W, C] float32 softmax of the fused logits upsampled bilinearly to
+      the image size, labels [N, H, W] int32 argmax).
+    """
+    size = tf.shape(images)[1:3]
+    logits = resize_bilinear(multi_scale_logits(images, num_classes, False, scales).fused,
+                             size)
+    if flip:
+        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
+            mirrored = multi_scale_logits(tf.reverse(images, [2]), num_classes, False, scales)
+        logits = 0.5 * (logits + tf.reverse(resize_bilinear(mirrored.fused, size), [2]))
+    probs = tf.nn.softmax(logits)
+    return probs, tf.argmax(logits, axis=3, output_type=tf.int32)

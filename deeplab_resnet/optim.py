@@ -1,0 +1,94 @@
+"""DeepLab-v2 optimisation: poly learning rate, momentum SGD with 1x / 10x / 20x groups, and
+gradient accumulation (Caffe's iter_size)."""
+import collections
+
+import tensorflow as tf
+
+from deeplab_resnet.constants import (LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS,
+                                      LR_MULT_BACKBONE)
+from deeplab_resnet.model import is_aspp_variable
+
+tf1 = tf.compat.v1
+
+TrainOps = collections.namedtuple('TrainOps', ['learning_rate', 'accumulate', 'apply',
+                                               'accumulators'])
+"""learning_rate: scalar tensor at the current global step. accumulate: op that adds one
+micro-batch's gradients / k to the accumulators (and runs the batch-norm updates); apply: op
+that applies the accumulated gradients, increments the global step and zeroes the
+accumulators. With k == 1, accumulate is None and apply does everything in one run."""
+
+
+def poly_learning_rate(base_lr, global_step, num_steps, power):
+    """base_lr * (1 - step / num_steps) ** power, as a float32 scalar tensor."""
+    progress = tf.cast(global_step, tf.float32) / float(num_steps)
+    return base_lr * tf.pow(tf.maximum(1.0 - progress, 0.0), power)
+
+
+def variable_groups(trainable):
+    """Splits variables into DeepLab's learning-rate groups.
+
+    Returns: list of (lr multiplier, [variables]): backbone kernels x1, ASPP kernels x10,
+    ASPP biases x20 (batch-norm parameters are not trainable).
+    """
+    backbone = [v for v in trainable if not is_aspp_variable(v.op.name)]
+    aspp_w = [v for v in trainable if is_aspp_variable(v.op.name)
+              and v.op.name.endswith('/weights')]
+    aspp_b = [v for v in trainable if is_aspp_variable(v.op.name)
+              and v.op.name.endswith('/biases')]
+    return [(LR_MULT_BACKBONE, backbone), (LR_MULT_ASPP_WEIGHTS, aspp_w),
+            (LR_MULT_ASPP_BIASES, aspp_b)]
+
+
+def _apply(groups_grads, learning_rate, momentum, global_step):
+    ops = []
+    for i, (mult, pairs) in enumerate(groups_grads):
+        if not pairs:
+            continue
+        opt = tf1.train.MomentumOptimizer(learning_rate * mult, momentum)
+        ops.append(opt.apply_gradients(pairs, global_step=global_step if i == 0 else None))
+    return tf.group(*ops)
+
+
+def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
+                    grad_update_every=1, global_step=None):
+    """Builds the update.
+
+    Args:
+      loss: scalar float32 of one micro-batch.
+      trainable: the variables to train.
+      grad_update_every: k, the number of micro-batches whose mean gradient makes one update.
+    Returns: TrainOps.
+    """
+    if global_step is None:
+        global_step = tf1.train.get_or_create_global_step()
+    lr = poly_learning_rate(base_lr, global_step, num_steps, power)
+    groups = variable_groups(trainable)
+    variables = [v for _, vs in groups for v in vs]
+    update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    grads = tf.gradients(loss, variables)
+
+    def regroup(values):
+        out, i = [], 0
+        for mult, vs in groups:
+            out.append((mult, list(zip(values[i:i + len(vs)], vs))))
+            i += len(vs)
+        return out
+
+    if grad_update_every == 1:
+        with tf.control_dependencies(update_ops):
+            apply = _apply(regroup(grads), lr, momentum, global_step)
+        return TrainOps(lr, None, apply, [])
+
+    with tf1.variable_scope('grad_accumulators'):
+        accumulators = [tf1.get_variable(v.op.name, v.get_shape(), tf.float32,
+                                         initializer=tf1.zeros_initializer(), trainable=False,
+                                         collections=[tf1.GraphKeys.LOCAL_VARIABLES])
+                        for v in variables]
+    k = float(grad_update_every)
+    with tf.control_dependencies(update_ops):
+        accumulate = tf.group(*[a.assign_add(g / k) for a, g in zip(accumulators, grads)])
+    apply_grads = _apply(regroup([a.read_value() for a in accumulators]), lr, momentum,
+                         global_step)
+    with tf.control_dependencies([apply_grads]):
+        apply = tf.group(*[a.assign(tf.zeros_like(a)) for a in accumulators])
+    return TrainOps(lr, accumulate, apply, accumulators)

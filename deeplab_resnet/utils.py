@@ -1,0 +1,98 @@
+"""The original project's utilities, vectorised: decode_labels, inv_preprocess, prepare_label,
+plus the TensorFlow resizing conventions every script shares.
+
+Conventions (one place): images and logits are resized bilinearly with align_corners=True,
+as Caffe's Interp layer; labels are resized with centre-aligned nearest neighbour
+(half_pixel_centers), so a downsampled label never shifts by a pixel.
+"""
+import numpy as np
+import tensorflow as tf
+
+from deeplab_resnet.colormap import colourise, make_palette
+from deeplab_resnet.constants import IGNORE_LABEL, IMG_MEAN_BGR
+from deeplab_resnet.colormap import IGNORE_COLOUR
+
+tf1 = tf.compat.v1
+
+
+def resize_bilinear(x, size):
+    """[N, H, W, C] float -> [N, size[0], size[1], C] float32, align_corners=True."""
+    return tf1.image.resize_bilinear(x, size, align_corners=True)
+
+
+def resize_labels(labels, size):
+    """[N, H, W, 1] integer labels -> [N, size[0], size[1], 1], centre-aligned nearest."""
+    return tf1.image.resize_nearest_neighbor(labels, size, half_pixel_centers=True)
+
+
+def scaled_size(size_hw, scale):
+    """int(h * scale), int(w * scale) for a dynamic [2] int32 size (as the original)."""
+    return tf.cast(tf.cast(size_hw, tf.float32) * scale, tf.int32)
+
+
+def decode_labels(mask, num_images=1, num_classes=21):
+    """Colourises a batch of predictions / labels (NumPy).
+
+    Args:
+      mask: [N, H, W, 1] or [N, H, W] integer class indices.
+    Returns: [num_images, H, W, 3] uint8 RGB (VOC colours; ignore label in the void colour).
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 4:
+        mask = mask[..., 0]
+    return colourise(mask[:num_images], num_classes)
+
+
+def inv_preprocess(imgs, num_images=1, img_mean=IMG_MEAN_BGR):
+    """Undoes preprocessing (NumPy).
+
+    Args:
+      imgs: [N, H, W, 3] float32, BGR, mean-subtracted.
+    Returns: [num_images, H, W, 3] uint8 RGB.
+    """
+    imgs = np.asarray(imgs)[:num_images] + np.asarray(img_mean, np.float32)
+    return np.clip(np.round(imgs[..., ::-1]), 0, 255).astype(np.uint8)
+
+
+def prepare_label(input_batch, new_size, num_classes, one_hot=True):
+    """Resizes labels to the logits' size (centre-aligned nearest) and optionally one-hot
+    encodes them (TensorFlow).
+
+    Args:
+      input_batch: [N, H, W, 1] integer labels.
+      new_size: [2] int32 (h, w).
+    Returns: [N, h, w] int32, or [N, h, w, num_classes] float32 one-hot (ignored pixels all 0).
+    """
+    labels = tf.squeeze(resize_labels(input_batch, new_size), axis=[3])
+    labels = tf.cast(labels, tf.int32)
+    if one_hot:
+        return tf.one_hot(labels, depth=num_classes)
+    return labels
+
+
+def colourise_tf(labels, num_classes):
+    """[N, H, W] or [N, H, W, 1] integer labels -> [N, H, W, 3] uint8 RGB (in-graph)."""
+    if labels.get_shape().ndims == 4:
+        labels = tf.squeeze(labels, axis=[3])
+    table = make_palette(256)
+    table[num_classes:] = 0
+    table[IGNORE_LABEL] = IGNORE_COLOUR
+    labels = tf.clip_by_value(tf.cast(labels, tf.int32), 0, 255)
+    return tf.gather(tf.constant(table, tf.uint8), labels)
+
+
+def inv_preprocess_tf(images, img_mean=IMG_MEAN_BGR):
+    """[N, H, W, 3] float32 BGR mean-subtracted -> uint8 RGB (in-graph)."""
+    rgb = tf.reverse(images + tf.constant(img_mean, tf.float32), axis=[-1])
+    return tf.cast(tf.clip_by_value(tf.round(rgb), 0, 255), tf.uint8)
+
+
+def session_config(threads=0):
+    """Session config: soft placement, GPU memory on demand, and `threads` intra-op CPU
+    threads (0: TensorFlow's default) with 2 inter-op threads."""
+    config = tf1.ConfigProto(allow_soft_placement=True)
+    config.gpu_options.allow_growth = True
+    if threads:
+        config.intra_op_parallelism_threads = threads
+        config.inter_op_parallelism_threads = 2
+    return config

@@ -1,0 +1,62 @@
+"""Small generated datasets and checkpoints for tests (no downloads)."""
+import os
+
+import numpy as np
+from PIL import Image
+
+from deeplab_resnet.imageio import write_index_png
+
+
+def make_dataset(root, num_images=4, sizes=((40, 50), (41, 37)), num_classes=3, seed=0,
+                 list_name='train.txt', prefix='img'):
+    """Writes JPEG images and palette index masks: a bright rectangle of class 1 and a dark
+    disc of class 2 (if num_classes > 2) on noise, with a 1-px ignore border.
+    Returns the list path; paths in the list start with '/' as VOC's do."""
+    rng = np.random.RandomState(seed)
+    os.makedirs(os.path.join(root, 'images'), exist_ok=True)
+    os.makedirs(os.path.join(root, 'labels'), exist_ok=True)
+    lines = []
+    for i in range(num_images):
+        h, w = sizes[i % len(sizes)]
+        img = rng.randint(60, 120, size=(h, w, 3)).astype(np.uint8)
+        lab = np.zeros((h, w), np.uint8)
+        y0, x0 = rng.randint(0, h // 2), rng.randint(0, w // 2)
+        lab[y0:y0 + h // 3, x0:x0 + w // 3] = 1
+        if num_classes > 2:
+            yy, xx = np.mgrid[:h, :w]
+            cy, cx = rng.randint(h // 4, 3 * h // 4), rng.randint(w // 4, 3 * w // 4)
+            lab[(yy - cy) ** 2 + (xx - cx) ** 2 < (min(h, w) // 5) ** 2] = 2
+        img[lab == 1] = [230, 200, 40]
+        img[lab == 2] = [20, 30, 160]
+        lab[0, :] = 255
+        name = '%s%03d' % (prefix, i)
+        Image.fromarray(img).save(os.path.join(root, 'images', name + '.jpg'), quality=95)
+        write_index_png(os.path.join(root, 'labels', name + '.png'), lab)
+        lines.append('/images/%s.jpg /labels/%s.png' % (name, name))
+    path = os.path.join(root, list_name)
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return path
+
+
+def make_checkpoint(directory, num_classes=3, seed=0, aspp_std=None):
+    """Saves a randomly initialised network (He init; ASPP std 0.01 unless aspp_std) as
+    DIR/model.ckpt with a `checkpoint` state file. Returns the prefix."""
+    import tensorflow as tf
+    from deeplab_resnet.model import DeepLabResNetModel
+    tf1 = tf.compat.v1
+    os.makedirs(directory, exist_ok=True)
+    with tf.Graph().as_default():
+        tf1.set_random_seed(seed)
+        DeepLabResNetModel({'data': tf1.placeholder(tf.float32, [1, None, None, 3])},
+                           num_classes=num_classes)
+        variables = tf1.global_variables()
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            if aspp_std is not None:
+                rng = np.random.RandomState(seed)
+                for v in variables:
+                    if v.op.name.startswith('fc1_voc12_c') and v.op.name.endswith('weights'):
+                        v.load(rng.normal(0, aspp_std, v.shape.as_list()), sess)
+            return tf1.train.Saver(variables).save(
+                sess, os.path.join(directory, 'model.ckpt'), write_meta_graph=False)

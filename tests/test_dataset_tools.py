@@ -1,0 +1,298 @@
+"""dataset.tools: voc (VOC 2012 + SBD -> SegmentationClassAug), rgb2index, check."""
+import os
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+from dataset import tools
+from deeplab_resnet.colormap import colourise, voc_palette_flat
+from deeplab_resnet.datalist import load_examples, parse_list
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _jpeg(path, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, quality=90)
+
+
+def _palette_png(path, labels):
+    img = Image.fromarray(labels.astype(np.uint8), mode='P')
+    img.putpalette(voc_palette_flat())
+    img.save(path)
+
+
+def _labels(h, w, seed, num_classes=21, with_ignore=True):
+    rng = np.random.default_rng(seed)
+    lab = rng.integers(0, num_classes, (h, w)).astype(np.uint8)
+    if with_ignore:
+        lab[0, :] = 255
+    return lab
+
+
+def _read_png_indices(path):
+    img = Image.open(path)
+    assert img.mode == 'P'
+    return np.asarray(img)
+
+
+def _write_lines(path, lines):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(''.join(x + '\n' for x in lines))
+
+
+VOC_TRAIN = ['a', 'b', 'c']
+VOC_VAL = ['d', 'e']
+SBD_TRAIN = ['a', 'f', 'g', 'd', 'f']        # 'd' is VOC val, 'f' twice
+SBD_VAL = ['h', 'b']                          # 'b' is also VOC train
+VOC_TEST = ['t1', 't2']                       # only t1 has an image
+
+
+def _size(i):
+    n = sum(map(ord, i))
+    return 9 + n % 4, 12 + n % 3              # odd and even sizes
+
+
+@pytest.fixture
+def voc_tree(tmp_path):
+    """A VOC-like and an SBD-like tree; returns (voc_root, sbd_root, sources)."""
+    voc = tmp_path / 'VOCdevkit' / 'VOC2012'
+    sbd = tmp_path / 'benchmark_RELEASE'
+    for d in (voc / 'JPEGImages', voc / 'SegmentationClass', voc / 'ImageSets' / 'Segmentation',
+              sbd / 'dataset' / 'cls'):
+        d.mkdir(parents=True)
+    sources = {}
+    ids = sorted(set(VOC_TRAIN + VOC_VAL + SBD_TRAIN + SBD_VAL + ['t1']))
+    for k, i in enumerate(ids):
+        h, w = _size(i)
+        _jpeg(str(voc / 'JPEGImages' / (i + '.jpg')), h, w, seed=k)
+    for k, i in enumerate(VOC_TRAIN + VOC_VAL):
+        lab = _labels(*_size(i), seed=100 + k)
+        _palette_png(str(voc / 'SegmentationClass' / (i + '.png')), lab)
+        sources[i] = lab
+    for k, i in enumerate(sorted(set(SBD_TRAIN + SBD_VAL))):
+        lab = _labels(*_size(i), seed=200 + k, with_ignore=False)
+        scipy.io.savemat(str(sbd / 'dataset' / 'cls' / (i + '.mat')),
+                         {'GTcls': {'Segmentation': lab,
+                                    'CategoriesPresent': np.unique(lab[lab > 0])}})
+        sources.setdefault(i, lab)            # VOC's own mask wins where both exist
+    _write_lines(str(voc / 'ImageSets' / 'Segmentation' / 'train.txt'), VOC_TRAIN)
+    _write_lines(str(voc / 'ImageSets' / 'Segmentation' / 'val.txt'), VOC_VAL)
+    _write_lines(str(voc / 'ImageSets' / 'Segmentation' / 'test.txt'), VOC_TEST)
+    _write_lines(str(sbd / 'dataset' / 'train.txt'), SBD_TRAIN)
+    _write_lines(str(sbd / 'dataset' / 'val.txt'), SBD_VAL + [''])
+    return str(voc), str(sbd), sources
+
+
+def _ids(list_path):
+    with open(list_path) as f:
+        return [os.path.basename(line.split()[0])[:-4] for line in f if line.strip()]
+
+
+# ----------------------------------------------------------------------------- voc
+
+
+def test_voc_builds_lists_and_index_pngs(voc_tree, tmp_path, capsys):
+    voc, sbd, sources = voc_tree
+    out = str(tmp_path / 'out')
+    assert tools.main(['voc', '--voc-root', voc, '--sbd-root', sbd, '--out', out,
+                       '--quiet']) == 0
+    printed = capsys.readouterr().out
+    # (SBD train + SBD val + VOC train) - VOC val, de-duplicated: a b c f g h.
+    expected_aug = sorted(set(SBD_TRAIN + SBD_VAL + VOC_TRAIN) - set(VOC_VAL))
+    assert expected_aug == ['a', 'b', 'c', 'f', 'g', 'h']
+    assert _ids(os.path.join(out, 'train_aug.txt')) == expected_aug
+    assert _ids(os.path.join(out, 'train.txt')) == VOC_TRAIN
+    assert _ids(os.path.join(out, 'val.txt')) == VOC_VAL
+    assert not set(_ids(os.path.join(out, 'train_aug.txt'))) & set(VOC_VAL)
+    assert 'train_aug      6' in printed and 'val            2' in printed
+
+    with open(os.path.join(out, 'train_aug.txt')) as f:
+        assert f.readline() == '/JPEGImages/a.jpg /SegmentationClassAug/a.png\n'
+    with open(os.path.join(out, 'test.txt')) as f:
+        assert f.read() == '/JPEGImages/t1.jpg\n/JPEGImages/t2.jpg\n'
+
+    # The lists resolve under the data dir (JPEGImages is a link to VOC's).
+    for name in ('train_aug', 'train', 'val'):
+        examples = load_examples(os.path.join(out, name + '.txt'), out)
+        for ex in examples:
+            i = os.path.basename(ex.image)[:-4]
+            got = _read_png_indices(ex.label)
+            np.testing.assert_array_equal(got, sources[i])
+            assert np.asarray(Image.open(ex.image)).shape[:2] == got.shape
+    # VOC's mask (with its 255 border) is used for 'a', not SBD's.
+    assert (_read_png_indices(os.path.join(out, 'SegmentationClassAug', 'a.png')) == 255).any()
+
+
+def test_voc_default_out_is_voc_root_and_dataset_dir_accepted(voc_tree):
+    voc, sbd, _ = voc_tree
+    assert tools.main(['voc', '--voc-root', voc, '--sbd-root', os.path.join(sbd, 'dataset'),
+                       '--quiet']) == 0
+    assert len(load_examples(os.path.join(voc, 'train_aug.txt'), voc)) == 6
+
+
+@pytest.mark.parametrize('remove, named', [
+    (('sbd', 'dataset/cls/h.mat'), 'h.mat'),
+    (('voc', 'ImageSets/Segmentation/val.txt'), 'val.txt'),
+    (('voc', 'JPEGImages/g.jpg'), 'g.jpg'),
+])
+def test_voc_missing_input_fails_naming_it(voc_tree, tmp_path, capsys, remove, named):
+    voc, sbd, _ = voc_tree
+    os.remove(os.path.join(voc if remove[0] == 'voc' else sbd, remove[1]))
+    out = str(tmp_path / 'out')
+    assert tools.main(['voc', '--voc-root', voc, '--sbd-root', sbd, '--out', out,
+                       '--quiet']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: ') and named in err[0]
+    assert not os.path.exists(os.path.join(out, 'train_aug.txt'))
+
+
+def test_voc_missing_folder(voc_tree, tmp_path, capsys):
+    voc, _, _ = voc_tree
+    assert tools.main(['voc', '--voc-root', voc, '--sbd-root', str(tmp_path / 'nope'),
+                       '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert 'nope' in err and 'benchmark_RELEASE' in err
+
+
+def test_load_sbd_cls_rejects_other_layout(tmp_path):
+    path = str(tmp_path / 'x.mat')
+    scipy.io.savemat(path, {'GTinst': {'Segmentation': np.zeros((3, 3), np.uint8)}})
+    with pytest.raises(tools.InputError, match='x.mat.*GTcls'):
+        tools.load_sbd_cls(path)
+
+
+# ----------------------------------------------------------------------------- rgb2index
+
+
+def test_rgb2index_round_trip(tmp_path):
+    src = tmp_path / 'rgb'
+    src.mkdir()
+    maps = {}
+    for k in range(2):
+        lab = _labels(11 + k, 14, seed=k)
+        maps['m%d' % k] = lab
+        Image.fromarray(colourise(lab, 21)).save(str(src / ('m%d.png' % k)))
+    out = str(tmp_path / 'idx')
+    assert tools.main(['rgb2index', '--in', str(src), '--out', out, '--quiet']) == 0
+    for name, lab in maps.items():
+        np.testing.assert_array_equal(_read_png_indices(os.path.join(out, name + '.png')), lab)
+
+
+def test_rgb2index_unknown_colour_fails_naming_file_and_colour(tmp_path, capsys):
+    lab = _labels(8, 9, seed=3)
+    rgb = colourise(lab, 21)
+    rgb[2, 3] = (1, 2, 3)
+    path = str(tmp_path / 'bad.png')
+    Image.fromarray(rgb).save(path)
+    out = str(tmp_path / 'idx')
+    assert tools.main(['rgb2index', '--in', path, '--out', out, '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert 'bad.png' in err and '(1, 2, 3)' in err
+    assert not os.path.exists(os.path.join(out, 'bad.png'))
+    # ... or becomes the ignore label on request.
+    assert tools.main(['rgb2index', '--in', path, '--out', out, '--quiet',
+                       '--unknown-to-ignore']) == 0
+    got = _read_png_indices(os.path.join(out, 'bad.png'))
+    expected = lab.copy()
+    expected[2, 3] = 255
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_rgb2index_palette_file(tmp_path):
+    pal = tmp_path / 'pal.txt'
+    pal.write_text('# three classes\n10 20 30\n200, 100, 0\n0 255 0\n255 255 255 255\n')
+    colours, indices = tools.read_palette_file(str(pal))
+    lab = np.array([[0, 1, 2], [2, 255, 0]], np.uint8)
+    table = {0: (10, 20, 30), 1: (200, 100, 0), 2: (0, 255, 0), 255: (255, 255, 255)}
+    rgb = np.array([[table[v] for v in row] for row in lab], np.uint8)
+    got, unknown = tools.rgb_to_index(rgb, colours, indices)
+    assert unknown == []
+    np.testing.assert_array_equal(got, lab)
+    pal.write_text('1 2 3\n1 2 3\n')
+    with pytest.raises(tools.InputError, match='more than once'):
+        tools.read_palette_file(str(pal))
+
+
+# ----------------------------------------------------------------------------- check
+
+
+@pytest.fixture
+def good_tree(tmp_path):
+    d = tmp_path / 'data'
+    (d / 'img').mkdir(parents=True)
+    (d / 'lab').mkdir()
+    lines = []
+    for k in range(3):
+        h, w = 10 + k, 13
+        _jpeg(str(d / 'img' / ('%d.jpg' % k)), h, w, seed=k)
+        _palette_png(str(d / 'lab' / ('%d.png' % k)), _labels(h, w, seed=k, num_classes=5))
+        lines.append('/img/%d.jpg /lab/%d.png' % (k, k))
+    _write_lines(str(d / 'list.txt'), lines)
+    return str(d)
+
+
+def _check(d, capsys, num_classes=5):
+    rc = tools.main(['check', '--data-dir', d, '--data-list', os.path.join(d, 'list.txt'),
+                     '--num-classes', str(num_classes), '--quiet'])
+    return rc, capsys.readouterr()
+
+
+def test_check_good_tree(good_tree, capsys):
+    rc, cap = _check(good_tree, capsys)
+    assert rc == 0, cap.err
+    assert 'problems: 0' in cap.out and 'checked 3 example(s)' in cap.out
+    assert cap.err == ''
+
+
+def _break_missing(d):
+    os.remove(os.path.join(d, 'lab', '1.png'))
+    return 'list.txt:2', '1.png'
+
+
+def _break_rgb_mask(d):
+    Image.fromarray(colourise(_labels(11, 13, seed=1, num_classes=5), 5)).save(
+        os.path.join(d, 'lab', '1.png'))
+    return 'list.txt:2', '1.png'
+
+
+def _break_size(d):
+    _palette_png(os.path.join(d, 'lab', '2.png'), np.zeros((5, 6), np.uint8))
+    return 'list.txt:3', '2.png'
+
+
+def _break_range(d):
+    lab = _labels(10, 13, seed=0, num_classes=5)
+    lab[4, 4] = 7
+    _palette_png(os.path.join(d, 'lab', '0.png'), lab)
+    return 'list.txt:1', '0.png'
+
+
+def _break_line(d):
+    with open(os.path.join(d, 'list.txt'), 'a') as f:
+        f.write('/img/0.jpg /lab/0.png extra\n')
+    return 'list.txt:4', 'malformed'
+
+
+@pytest.mark.parametrize('breaker', [_break_missing, _break_rgb_mask, _break_size,
+                                     _break_range, _break_line])
+def test_check_bad_tree_exits_2_naming_file(good_tree, capsys, breaker):
+    where, named = breaker(good_tree)
+    rc, cap = _check(good_tree, capsys)
+    assert rc == 2
+    problems = [x for x in cap.err.splitlines() if x.startswith('problem: ')]
+    assert len(problems) == 1, cap.err
+    assert where in problems[0] and named in problems[0]
+    assert 'problems: 1' in cap.out
+
+
+def test_check_report_histogram(good_tree):
+    report = tools.check_dataset(good_tree, os.path.join(good_tree, 'list.txt'), 3,
+                                 progress=False)
+    assert report.histogram.sum() == 10 * 13 + 11 * 13 + 12 * 13
+    assert len(report.problems) == 3     # values 3 and 4 are outside 0..2 in each mask
+    assert all('outside 0..2' in p for p in report.problems)
+    assert len(parse_list(os.path.join(good_tree, 'list.txt'), good_tree)) == 3

@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Train DeepLab-v2 ResNet-101 with multi-scale inputs (1, 0.75, 0.5; max fusion; four losses).
+
+Resumes from the latest snapshot in --snapshot-dir when there is one; --snapshot-dir is also
+the TensorBoard log directory.
+"""
+import argparse
+import sys
+
+from deeplab_resnet import cli
+from deeplab_resnet.constants import CAFFE_SCALE_SET, TRAIN_SCALES
+from deeplab_resnet.errors import exit_on_input_error
+
+
+def get_arguments(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--batch-size', type=cli.positive_int, default=1,
+                   help='images per micro-batch (default %(default)s)')
+    cli.add_data_arguments(p, './dataset/train.txt')
+    p.add_argument('--grad-update-every', type=cli.positive_int, default=10,
+                   help='micro-batches whose mean gradient makes one update (Caffe iter_size; '
+                        'default %(default)s)')
+    p.add_argument('--input-size', type=cli.input_size, default=(321, 321),
+                   help='crop size h,w (default 321,321)')
+    p.add_argument('--is-training', action='store_true',
+                   help='batch norm uses batch statistics and updates its moving averages '
+                        '(default: frozen, as DeepLab-v2)')
+    p.add_argument('--learning-rate', type=float, default=2.5e-4,
+                   help='base learning rate (default %(default)s)')
+    p.add_argument('--momentum', type=float, default=0.9, help='default %(default)s')
+    p.add_argument('--not-restore-last', action='store_true',
+                   help='do not restore the classifier (fc1_voc12_*) from --restore-from '
+                        '(another class count)')
+    cli.add_model_arguments(p)
+    p.add_argument('--num-steps', type=cli.positive_int, default=20001,
+                   help='number of updates (default %(default)s)')
+    p.add_argument('--power', type=float, default=0.9,
+                   help='poly learning-rate power (default %(default)s)')
+    p.add_argument('--random-mirror', action='store_true', help='random left-right flips')
+    p.add_argument('--random-scale', action='store_true',
+                   help='random scale, uniform in 0.5-1.5 (or from --scale-set)')
+    p.add_argument('--scale-set', type=cli.scales, default=None,
+                   help='draw the random scale from this set, e.g. %s (the Caffe recipe)'
+                        % ','.join('%g' % s for s in CAFFE_SCALE_SET))
+    p.add_argument('--random-seed', type=int, default=1234, help='default %(default)s')
+    p.add_argument('--restore-from', default='none',
+                   help='initial weights: a checkpoint prefix, a directory (its latest '
+                        'checkpoint) or "none" (He initialisation); default %(default)s')
+    p.add_argument('--save-num-images', type=cli.positive_int, default=1,
+                   help='rows in the TensorBoard image summary (default %(default)s)')
+    p.add_argument('--save-pred-every', type=cli.positive_int, default=1000,
+                   help='snapshot and image summary every N steps (default %(default)s)')
+    p.add_argument('--snapshot-dir', default='./snapshots/',
+                   help='snapshots and TensorBoard logs (default %(default)s)')
+    p.add_argument('--weight-decay', type=float, default=0.0005,
+                   help='L2 weight decay on convolution kernels (default %(default)s)')
+    p.add_argument('--log-every', type=cli.positive_int, default=1,
+                   help='print a progress line every N steps (default %(default)s)')
+    p.add_argument('--scales', type=cli.scales, default=TRAIN_SCALES,
+                   help='input scales of the towers, fused by max (default 1.0,0.75,0.5)')
+    args = p.parse_args(argv)
+    if args.batch_size * args.grad_update_every < 1:
+        p.error('batch size must be positive')
+    return args
+
+
+@exit_on_input_error
+def main(argv=None):
+    args = get_arguments(argv)
+    from deeplab_resnet import trainer   # TensorFlow loads after the flags are checked
+    return trainer.train(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
