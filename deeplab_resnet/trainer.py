@@ -4,6 +4,7 @@ Graph mode with a Session. One step = `grad_update_every` micro-batches whose me
 makes one momentum-SGD update. Snapshots hold the network, the momentum slots and the global
 step, so restarting the same command continues the schedule where it stopped.
 """
+import io
 import math
 import os
 import signal
@@ -12,12 +13,13 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from deeplab_resnet import checkpoints, losses, msc, optim
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.progress import format_seconds
-from deeplab_resnet.utils import (colourise_tf, inv_preprocess_tf, resize_bilinear,
+from deeplab_resnet.utils import (decode_labels, inv_preprocess, resize_bilinear,
                                   session_config)
 
 tf1 = tf.compat.v1
@@ -30,7 +32,7 @@ class TrainGraph(object):
     """Everything one training process runs, built in the current graph.
 
     Attributes: reader, images, labels, msc, loss (losses.MSCLoss), ops (optim.TrainOps),
-    global_step, network_variables, scalar_summary, image_summary, saver.
+    global_step, network_variables, scalar_summary, image_arrays, saver.
     """
 
     def __init__(self, args):
@@ -51,7 +53,7 @@ class TrainGraph(object):
                                          args.momentum, args.num_steps, args.power,
                                          args.grad_update_every, self.global_step)
         self.scalar_summary = self._scalar_summaries()
-        self.image_summary = self._image_summary()
+        self.image_arrays = self._image_summary_inputs()
         self.saver = tf1.train.Saver(var_list=tf1.global_variables(), max_to_keep=MAX_TO_KEEP)
 
     def _scalar_summaries(self):
@@ -63,15 +65,37 @@ class TrainGraph(object):
         s += [tf1.summary.scalar('loss/' + name, t) for name, t in self.loss.terms.items()]
         return tf1.summary.merge(s)
 
-    def _image_summary(self):
-        """Rows of image | ground truth | prediction (VOC colours) at the crop size."""
+    def _image_summary_inputs(self):
+        """The tensors the image summary is drawn from, fetched with every step (so that the
+        session keeps one compiled signature): images, labels and predictions at crop size."""
         n = self.args.save_num_images
         size = tf.shape(self.images)[1:3]
-        preds = tf.argmax(resize_bilinear(self.msc.fused, size), axis=3)
-        row = tf.concat([inv_preprocess_tf(self.images[:n], self.args.img_mean),
-                         colourise_tf(self.labels[:n], self.args.num_classes),
-                         colourise_tf(preds[:n], self.args.num_classes)], axis=2)
-        return tf1.summary.image('image_label_prediction', row, max_outputs=n)
+        preds = tf.argmax(resize_bilinear(self.msc.fused, size), axis=3, output_type=tf.int32)
+        return {'images': self.images[:n], 'labels': self.labels[:n, :, :, 0],
+                'preds': preds[:n]}
+
+
+def image_summary(arrays, args):
+    """Rows of image | ground truth | prediction in the VOC colours, as a Summary proto.
+
+    Args:
+      arrays: {'images': [n, h, w, 3] float32 BGR mean-subtracted, 'labels', 'preds': [n, h, w]}.
+    """
+    rows = np.concatenate([inv_preprocess(arrays['images'], len(arrays['images']),
+                                          args.img_mean),
+                           decode_labels(arrays['labels'], len(arrays['labels']),
+                                         args.num_classes),
+                           decode_labels(arrays['preds'], len(arrays['preds']),
+                                         args.num_classes)], axis=2)
+    values = []
+    for i, row in enumerate(rows):
+        buf = io.BytesIO()
+        Image.fromarray(row).save(buf, format='PNG')
+        values.append(tf1.Summary.Value(
+            tag='image_label_prediction/image/%d' % i,
+            image=tf1.Summary.Image(height=row.shape[0], width=row.shape[1], colorspace=3,
+                                    encoded_image_string=buf.getvalue())))
+    return tf1.Summary(value=values)
 
 
 def restore_or_resume(sess, graph, args, log=print):
@@ -158,24 +182,21 @@ def _run(graph, args, log):
 
 def _loop(sess, graph, args, step, writer, stop, log):
     k = args.grad_update_every
-    fetch = {'total': graph.loss.total, 'xent': graph.loss.cross_entropy,
-             'wd': graph.loss.weight_decay, 'acc': graph.loss.pixel_accuracy,
-             'lr': graph.ops.learning_rate}
+    scalars = {'total': graph.loss.total, 'xent': graph.loss.cross_entropy,
+               'wd': graph.loss.weight_decay, 'acc': graph.loss.pixel_accuracy,
+               'lr': graph.ops.learning_rate}
+    # One fetch signature for every micro-batch: each new one costs a graph optimisation.
+    fetch = dict(scalars, summary=graph.scalar_summary, arrays=graph.image_arrays,
+                 op=graph.ops.apply if k == 1 else graph.ops.accumulate)
     last_saved = step
     try:
         while step < args.num_steps:
             start = time.time()
             want_images = (step + 1) % args.save_pred_every == 0 or step + 1 == args.num_steps
             totals = {}
-            for micro in range(k):
-                f = dict(fetch)
-                if micro == k - 1:
-                    f['scalars'] = graph.scalar_summary
-                    if want_images:
-                        f['images'] = graph.image_summary
-                f['op'] = graph.ops.apply if k == 1 else graph.ops.accumulate
-                out = sess.run(f)
-                for key in fetch:
+            for _ in range(k):
+                out = sess.run(fetch)
+                for key in scalars:
                     totals[key] = totals.get(key, 0.0) + out[key] / k
                 if not math.isfinite(out['total']):
                     log('error: the loss is not finite (%r) at step %d; stopping. The last good '
@@ -186,9 +207,9 @@ def _loop(sess, graph, args, step, writer, stop, log):
                 sess.run(graph.ops.apply)
             step += 1
             seconds = time.time() - start
-            writer.add_summary(out['scalars'], step)
-            if 'images' in out:
-                writer.add_summary(out['images'], step)
+            writer.add_summary(out['summary'], step)
+            if want_images:
+                writer.add_summary(image_summary(out['arrays'], args), step)
             if step % args.log_every == 0 or step == args.num_steps:
                 log(_format_step(step, args.num_steps, totals, seconds, args.batch_size * k))
             if step % args.save_pred_every == 0 or step == args.num_steps:

@@ -8,9 +8,8 @@ as Caffe's Interp layer; labels are resized with centre-aligned nearest neighbou
 import numpy as np
 import tensorflow as tf
 
-from deeplab_resnet.colormap import colourise, make_palette
-from deeplab_resnet.constants import IGNORE_LABEL, IMG_MEAN_BGR
-from deeplab_resnet.colormap import IGNORE_COLOUR
+from deeplab_resnet.colormap import colourise
+from deeplab_resnet.constants import IMG_MEAN_BGR
 
 tf1 = tf.compat.v1
 
@@ -70,27 +69,15 @@ def prepare_label(input_batch, new_size, num_classes, one_hot=True):
     return labels
 
 
-def colourise_tf(labels, num_classes):
-    """[N, H, W] or [N, H, W, 1] integer labels -> [N, H, W, 3] uint8 RGB (in-graph)."""
-    if labels.get_shape().ndims == 4:
-        labels = tf.squeeze(labels, axis=[3])
-    table = make_palette(256)
-    table[num_classes:] = 0
-    table[IGNORE_LABEL] = IGNORE_COLOUR
-    labels = tf.clip_by_value(tf.cast(labels, tf.int32), 0, 255)
-    return tf.gather(tf.constant(table, tf.uint8), labels)
-
-
-def inv_preprocess_tf(images, img_mean=IMG_MEAN_BGR):
-    """[N, H, W, 3] float32 BGR mean-subtracted -> uint8 RGB (in-graph)."""
-    rgb = tf.reverse(images + tf.constant(img_mean, tf.float32), axis=[-1])
-    return tf.cast(tf.clip_by_value(tf.round(rgb), 0, 255), tf.uint8)
-
-
-def session_config(threads=0):
+def session_config(threads=0, optimize_graph=False):
     """Session config: soft placement, GPU memory on demand, and `threads` intra-op CPU
-    threads (0: TensorFlow's default) with 2 inter-op threads."""
+    threads (0: TensorFlow's default) with 2 inter-op threads.
+
+    optimize_graph: run Grappler. For these graphs it costs 30-45 s per new fetch signature
+    on 2 CPU cores and was measured to bring no steady-state speed-up (benchmarks/speed.py).
+    """
     config = tf1.ConfigProto(allow_soft_placement=True)
+    config.graph_options.rewrite_options.disable_meta_optimizer = not optimize_graph
     config.gpu_options.allow_growth = True
     if threads:
         config.intra_op_parallelism_threads = threads

@@ -1,0 +1,174 @@
+"""The input pipeline and the utilities: decoding, validation, augmentation, colour maps."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from deeplab_resnet import datalist, utils
+from deeplab_resnet.colormap import make_palette
+from deeplab_resnet.constants import IMG_MEAN_BGR
+from deeplab_resnet.errors import InputError
+from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
+
+tf1 = tf.compat.v1
+
+
+def run_all(reader, with_rgb=False, batches=None, batch_size=1):
+    with tf.Graph().as_default():
+        ds = reader.dataset(batch_size, with_rgb=with_rgb)
+        nxt = tf1.data.make_one_shot_iterator(ds).get_next()
+        out = []
+        with tf1.Session() as sess:
+            try:
+                while batches is None or len(out) < batches:
+                    out.append(sess.run(nxt))
+            except tf.errors.OutOfRangeError:
+                pass
+    return out
+
+
+def write_list(root, lines, name='list.txt'):
+    path = os.path.join(root, name)
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return path
+
+
+def test_palette_png_is_read_as_indices_and_image_as_bgr_minus_mean(tmp_path):
+    rgb = np.zeros((3, 4, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 10, 20, 30
+    Image.fromarray(rgb).save(tmp_path / 'a.png')
+    labels = np.array([[0, 1, 2, 255], [3, 4, 5, 6], [7, 8, 9, 10]], np.uint8)
+    mask = Image.fromarray(labels, mode='P')
+    mask.putpalette(make_palette(256).reshape(-1).tolist())   # colours != indices
+    mask.save(tmp_path / 'a_mask.png')
+    lst = write_list(str(tmp_path), ['/a.png /a_mask.png'])
+    (image, label), = run_all(ImageReader(str(tmp_path), lst, None))
+    np.testing.assert_array_equal(label[0, :, :, 0], labels)
+    want = np.array([30, 20, 10], np.float32) - np.array(IMG_MEAN_BGR, np.float32)
+    np.testing.assert_allclose(image[0], np.broadcast_to(want, (3, 4, 3)), atol=1e-4)
+
+
+def test_greyscale_jpeg_becomes_three_channels(tmp_path):
+    Image.fromarray(np.full((5, 7), 128, np.uint8), mode='L').save(tmp_path / 'g.jpg')
+    Image.fromarray(np.zeros((5, 7), np.uint8), mode='L').save(tmp_path / 'g.png')
+    lst = write_list(str(tmp_path), ['g.jpg g.png'])
+    (image, label, rgb), = run_all(ImageReader(str(tmp_path), lst, None), with_rgb=True)
+    assert image.shape == (1, 5, 7, 3) and rgb.shape == (1, 5, 7, 3)
+    assert np.all(rgb == rgb[..., :1])
+
+
+def test_rgb_colour_mask_is_refused_with_advice(tmp_path):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / 'x.jpg')
+    colour = np.zeros((4, 4, 3), np.uint8)
+    colour[:2] = (128, 0, 0)
+    Image.fromarray(colour).save(tmp_path / 'x.png')
+    lst = write_list(str(tmp_path), ['x.jpg x.png'])
+    with pytest.raises(tf.errors.OpError) as info:
+        run_all(ImageReader(str(tmp_path), lst, None))
+    err = input_error_from_op_error(info.value)
+    assert err is not None and 'x.png' in str(err) and 'rgb2index' in str(err)
+
+
+def test_corrupt_image_and_size_mismatch_name_the_files(tmp_path):
+    (tmp_path / 'bad.jpg').write_bytes(b'not a jpeg at all')
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / 'bad.png')
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(tmp_path / 'b.png')
+    Image.fromarray(np.zeros((4, 5), np.uint8)).save(tmp_path / 'b_mask.png')
+    for line, name in [('bad.jpg bad.png', 'bad.jpg'), ('b.png b_mask.png', 'b_mask.png')]:
+        lst = write_list(str(tmp_path), [line])
+        with pytest.raises(tf.errors.OpError) as info:
+            run_all(ImageReader(str(tmp_path), lst, None))
+        err = input_error_from_op_error(info.value)
+        assert err is not None and name in str(err)
+        assert len(str(err).splitlines()) == 1
+
+
+def test_missing_files_are_reported_before_anything_runs(tmp_path):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / 'ok.jpg')
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / 'ok.png')
+    lst = write_list(str(tmp_path), ['ok.jpg ok.png', '', 'no1.jpg ok.png', 'ok.jpg no2.png'])
+    with pytest.raises(InputError) as info:
+        ImageReader(str(tmp_path), lst, (5, 5))
+    text = str(info.value)
+    assert '2 listed file(s) missing' in text
+    assert 'line 3: %s' % os.path.join(str(tmp_path), 'no1.jpg') in text and 'line 4' in text
+
+
+@pytest.mark.parametrize('lines,message', [
+    (['a.jpg b.png c.png'], ':1: malformed line'),
+    (['# only a comment'], 'the list is empty'),
+    (['a.jpg'], ':1: no label path'),
+])
+def test_malformed_lists(tmp_path, lines, message):
+    lst = write_list(str(tmp_path), lines)
+    with pytest.raises(InputError) as info:
+        datalist.parse_list(lst, str(tmp_path))
+    assert message in str(info.value) and lst in str(info.value)
+
+
+def test_missing_list_and_unlabelled_lines(tmp_path):
+    with pytest.raises(InputError, match='list file not found'):
+        datalist.parse_list(str(tmp_path / 'nope.txt'))
+    lst = write_list(str(tmp_path), ['/JPEG/a.jpg'])
+    ex, = datalist.parse_list(lst, '/data', need_labels=False)
+    assert ex.image == '/data/JPEG/a.jpg' and ex.label is None and ex.line == 1
+
+
+def test_training_crops_pad_with_zero_image_and_ignore_label(tmp_path):
+    rgb = np.full((6, 5, 3), 200, np.uint8)
+    Image.fromarray(rgb).save(tmp_path / 's.png')
+    Image.fromarray(np.ones((6, 5), np.uint8)).save(tmp_path / 's_mask.png')
+    lst = write_list(str(tmp_path), ['s.png s_mask.png'])
+    reader = ImageReader(str(tmp_path), lst, (9, 8), random_mirror=True, seed=1)
+    for image, label in run_all(reader, batches=3, batch_size=2):
+        assert image.shape == (2, 9, 8, 3) and label.shape == (2, 9, 8, 1)
+        # The 6x5 image sits somewhere in the 9x8 crop; the rest is padding.
+        assert np.sum(label == 1) == 2 * 30 and np.sum(label == 255) == 2 * (72 - 30)
+        padded = (label[..., 0] == 255)
+        np.testing.assert_allclose(image[padded], 0.0)
+        np.testing.assert_allclose(image[~padded],
+                                   np.broadcast_to(200 - np.array(IMG_MEAN_BGR), (60, 3)),
+                                   atol=1e-3)
+
+
+def test_random_scale_keeps_labels_valid(tmp_path):
+    labels = np.zeros((20, 30), np.uint8)
+    labels[:, 15:] = 2
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / 'r.png')
+    Image.fromarray(labels).save(tmp_path / 'r_mask.png')
+    lst = write_list(str(tmp_path), ['r.png r_mask.png'])
+    reader = ImageReader(str(tmp_path), lst, (16, 16), random_scale=True, seed=3,
+                         scale_set=(0.5, 1.5))
+    for _, label in run_all(reader, batches=4):
+        assert set(np.unique(label)) <= {0, 2, 255}   # nearest: no blended label values
+
+
+def test_label_downsampling_is_centre_aligned():
+    """Nearest rule: output pixel i takes input floor((i + 0.5) * in / out)."""
+    labels = np.arange(7 * 9, dtype=np.int32).reshape(1, 7, 9, 1)
+    with tf.Graph().as_default(), tf1.Session() as sess:
+        got = sess.run(utils.resize_labels(tf.constant(labels), [3, 4]))[0, :, :, 0]
+    rows = np.floor((np.arange(3) + 0.5) * 7 / 3).astype(int)
+    cols = np.floor((np.arange(4) + 0.5) * 9 / 4).astype(int)
+    np.testing.assert_array_equal(got, labels[0, :, :, 0][np.ix_(rows, cols)])
+
+
+def test_decode_labels_inv_preprocess_prepare_label():
+    mask = np.array([[[0], [1]], [[15], [255]]], np.int64)[None]
+    colours = utils.decode_labels(mask, num_images=1, num_classes=21)
+    assert colours.shape == (1, 2, 2, 3)
+    # PASCAL VOC: background black, aeroplane (128, 0, 0), person (192, 128, 128).
+    assert tuple(colours[0, 0, 0]) == (0, 0, 0) and tuple(colours[0, 0, 1]) == (128, 0, 0)
+    assert tuple(colours[0, 1, 0]) == (192, 128, 128)
+    bgr = np.array([[[[30.0, 20.0, 10.0]]]]) - np.array(IMG_MEAN_BGR)
+    assert tuple(utils.inv_preprocess(bgr)[0, 0, 0]) == (10, 20, 30)
+    with tf.Graph().as_default(), tf1.Session() as sess:
+        onehot = sess.run(utils.prepare_label(tf.constant([[[[1], [255]]]], tf.uint8),
+                                              [1, 2], num_classes=3))
+    np.testing.assert_array_equal(onehot, [[[[0, 1, 0], [0, 0, 0]]]])
+    palette = make_palette(256)
+    # 21 = 0b010101: bits (0,1,2) -> R,G,B bit 7; bits (3,4,5) -> bit 6.
+    assert tuple(palette[21]) == (128, 64, 128)
