@@ -92,7 +92,7 @@ def dense_crf(image, probs, params=None):
     d.setUnaryEnergy(unary)
     d.addPairwiseGaussian(sxy=params.pos_xy_std, compat=params.pos_w)
     d.addPairwiseBilateral(sxy=params.bi_xy_std, srgb=params.bi_rgb_std,
-                           rgbim=np.ascontiguousarray(image, dtype=np.uint8),
+                           rgbim=np.require(image, np.uint8, ['C', 'W']),   # writable: Cython
                            compat=params.bi_w)
     q = np.asarray(d.inference(int(params.iterations)), dtype=np.float32)   # [C, H*W]
     return np.ascontiguousarray(q.T.reshape(h, w, c))

@@ -1,0 +1,29 @@
+#!/usr/bin/env python
+"""Evaluate DeepLab-v2 ResNet-101 on a labelled list: full-resolution images of any size,
+multi-scale inputs fused by max (--scales), optional flip; mean IoU, per-class IoU, pixel
+accuracy, mean class accuracy and frequency-weighted IoU from one confusion matrix over the
+whole set. The table ends with a line `mIoU: 0.xxxx`.
+
+--restore-from takes a checkpoint prefix or a directory (its latest checkpoint). When the
+checkpoint has a provenance record (<prefix>.json) its class count, image mean and class
+names are used unless --num-classes / --img-mean / --class-names are given.
+"""
+import sys
+
+from deeplab_resnet import evaluation
+from deeplab_resnet.errors import exit_on_input_error
+
+
+def get_arguments(argv=None):
+    return evaluation.parse_arguments(argv, __doc__, crf=False)
+
+
+@exit_on_input_error
+def main(argv=None):
+    args = get_arguments(argv)
+    evaluation.evaluate(args)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,28 @@
+#!/usr/bin/env python
+"""Evaluate DeepLab-v2 ResNet-101 as evaluate_msc.py does, then refine the softmax
+probabilities with a fully connected CRF at full resolution (every parameter a --crf-* flag;
+defaults: DeepLab-v2's VOC values) and evaluate again. The CRF runs in --num-workers processes
+while the network segments the next images; the result does not depend on their number.
+
+Prints the table before and after the CRF, a line `mIoU before CRF: x  after CRF: y`, and
+last `mIoU: y` (after the CRF). --save-dir holds the CRF's predictions.
+"""
+import sys
+
+from deeplab_resnet import evaluation
+from deeplab_resnet.errors import exit_on_input_error
+
+
+def get_arguments(argv=None):
+    return evaluation.parse_arguments(argv, __doc__, crf=True)
+
+
+@exit_on_input_error
+def main(argv=None):
+    args = get_arguments(argv)
+    evaluation.evaluate(args)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,97 @@
+#!/usr/bin/env python
+"""Segment images with DeepLab-v2 ResNet-101 and save colour masks (and more).
+
+  python inference.py IMG_PATH [IMG_PATH ...] MODEL_WEIGHTS [--num-classes 21] [--save-dir DIR]
+  python inference.py --export-savedmodel DIR MODEL_WEIGHTS
+
+IMG_PATH: an image, a directory (its .jpg/.jpeg/.png/.bmp images, sorted) or a list file in
+the dataset format (.txt, paths relative to --data-dir; labels ignored). MODEL_WEIGHTS (the
+last positional): a checkpoint prefix or a directory (its latest checkpoint). The graph is
+built once and handles every image size.
+"""
+import argparse
+import sys
+import time
+
+from deeplab_resnet import cli
+from deeplab_resnet.errors import exit_on_input_error
+
+EPILOG = """\
+outputs, per image, in --save-dir:
+  <stem>_mask.png      colour mask (VOC palette; extended past 21 classes), the image's size
+  <stem>_label.png     --save-labels: palette PNG holding the class indices
+  <stem>_overlay.jpg   --overlay: the mask blended over the image (alpha 0.5)
+  <stem>_probs.npy     --save-probs: float16 probabilities [H, W, C] (after the CRF with --crf)
+  Inputs with the same stem are refused before any work.
+
+settings: without --num-classes / --img-mean, the values of the checkpoint's provenance
+  record (<prefix>.json, written by convert.py) are used when it has one, else 21 classes and
+  the Caffe mean.
+
+exit status: 0; 1 when some images could not be read (each named on stderr, the others are
+  written); 2 for a missing input or checkpoint, a checkpoint for another class count, or
+  bad flags.
+
+SavedModel (--export-savedmodel DIR), in plain TensorFlow 2:
+  model = tf.saved_model.load(DIR)
+  out = model.signatures['serving_default'](image=tf.constant(rgb))   # uint8 [H, W, 3] RGB
+  out['labels']: int32 [H, W]; out['probabilities']: float32 [H, W, C]
+"""
+
+
+def get_arguments(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage='%(prog)s [options] IMG_PATH [IMG_PATH ...] MODEL_WEIGHTS\n'
+              '       %(prog)s --export-savedmodel DIR [options] MODEL_WEIGHTS')
+    p.add_argument('paths', nargs='+', metavar='IMG_PATH... MODEL_WEIGHTS',
+                   help='images, directories or .txt list files, then the checkpoint prefix '
+                        'or directory')
+    p.add_argument('--num-classes', type=cli.positive_int, default=None,
+                   help='number of classes (default: the provenance record\'s, else 21)')
+    p.add_argument('--img-mean', type=cli.img_mean, default=None,
+                   help='B,G,R mean subtracted from images (default: the provenance record\'s, '
+                        'else the Caffe mean 104.008,116.669,122.679)')
+    p.add_argument('--save-dir', default='./output/',
+                   help='where the outputs go (default %(default)s)')
+    p.add_argument('--data-dir', default='',
+                   help='directory the paths of a list file are relative to')
+    p.add_argument('--save-labels', action='store_true',
+                   help='also write <stem>_label.png, a palette PNG of the class indices')
+    p.add_argument('--overlay', action='store_true',
+                   help='also write <stem>_overlay.jpg, the mask blended over the image')
+    p.add_argument('--save-probs', action='store_true',
+                   help='also write <stem>_probs.npy, float16 probabilities [H, W, C]')
+    p.add_argument('--scales', type=cli.scales, default=(1.0,),
+                   help='input scales fused by max (default 1.0; 1.0,0.75,0.5 for the '
+                        'multi-scale model)')
+    p.add_argument('--flip', action='store_true',
+                   help='average with the prediction of the mirrored image')
+    p.add_argument('--threads', type=cli.non_negative_int, default=0,
+                   help='CPU threads for TensorFlow ops (0: TensorFlow decides)')
+    p.add_argument('--crf', action='store_true',
+                   help='refine the probabilities with a dense CRF (flags below)')
+    p.add_argument('--crf-workers', type=cli.non_negative_int, default=0,
+                   help='CRF worker processes, overlapping with the network (default 0: inline)')
+    from deeplab_resnet.crf import add_crf_arguments
+    add_crf_arguments(p)
+    p.add_argument('--export-savedmodel', metavar='DIR', default=None,
+                   help='write a SavedModel of the network (with --scales and --flip) to DIR, '
+                        'a new or empty directory; without IMG_PATH only this is done')
+    args = p.parse_intermixed_args(argv)
+    args.images, args.model_weights = args.paths[:-1], args.paths[-1]
+    if not args.images and not args.export_savedmodel:
+        p.error('give IMG_PATH(s) and MODEL_WEIGHTS (or --export-savedmodel DIR MODEL_WEIGHTS)')
+    return args
+
+
+@exit_on_input_error
+def main(argv=None):
+    start = time.time()
+    args = get_arguments(argv)
+    from deeplab_resnet import inference   # TensorFlow loads after the flags are checked
+    return inference.run(args, start=start)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

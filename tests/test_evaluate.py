@@ -1,0 +1,304 @@
+"""evaluate_msc.py and evaluate_msc_with_CRF.py end to end on a tiny generated set.
+
+One random 3-class checkpoint per module (ASPP weights std 1e-7: the He-initialised
+ResNet's features are ~1e7, so this keeps the softmax soft enough for the CRF to change
+some pixels while the predictions still use several classes).
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip('pydensecrf.densecrf')
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+import evaluate_msc  # noqa: E402
+import evaluate_msc_with_CRF  # noqa: E402
+import helpers  # noqa: E402
+from deeplab_resnet import provenance  # noqa: E402
+from deeplab_resnet.constants import IMG_MEAN_BGR  # noqa: E402
+from deeplab_resnet.imageio import write_index_png  # noqa: E402
+
+NUM_CLASSES = 3
+NAMES = ['bg', 'rect', 'disc']
+RESULTS = {}   # figures shared between tests (the network's confusion matrix at scale 1.0)
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('evaluate'))
+    data = os.path.join(root, 'data')
+    val = helpers.make_dataset(data, num_images=3, sizes=((40, 50), (41, 37)),
+                               num_classes=NUM_CLASSES, list_name='val.txt')
+    ckpt_dir = os.path.join(root, 'ckpt')
+    prefix = helpers.make_checkpoint(ckpt_dir, NUM_CLASSES, seed=0, aspp_std=1e-7)
+    provenance.write_record(prefix, {'num_classes': NUM_CLASSES, 'class_names': NAMES,
+                                     'image_mean': list(IMG_MEAN_BGR)})
+    bare_dir = os.path.join(root, 'bare')   # the same weights without a provenance record
+    os.makedirs(bare_dir)
+    for name in os.listdir(ckpt_dir):
+        if name.startswith('model.ckpt.') and not name.endswith('.json'):
+            shutil.copy(os.path.join(ckpt_dir, name), bare_dir)
+    return {'root': root, 'data': data, 'val': val, 'ckpt_dir': ckpt_dir, 'prefix': prefix,
+            'bare': os.path.join(bare_dir, 'model.ckpt')}
+
+
+@pytest.fixture(scope='module')
+def crf_cli_run(env):
+    """evaluate_msc_with_CRF.py with two worker processes, through the real command line,
+    started in the background as soon as the first test asks for it so that it overlaps with
+    the in-process runs. Yields a function that waits and returns (returncode, stdout,
+    stderr, JSON path, save dir)."""
+    work = os.path.join(env['root'], 'cli_crf')
+    os.makedirs(work)
+    save_dir, out_json = os.path.join(work, 'pred'), os.path.join(work, 'res.json')
+    argv = crf_cli(env, 2, ['--output-json', out_json, '--save-dir', save_dir])
+    stdout = open(os.path.join(work, 'stdout'), 'w+')
+    stderr = open(os.path.join(work, 'stderr'), 'w+')
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'evaluate_msc_with_CRF.py')] +
+                            argv, cwd=work, stdout=stdout, stderr=stderr,
+                            universal_newlines=True, start_new_session=True)
+
+    def finish():
+        proc.wait(timeout=300)
+        stdout.seek(0)
+        stderr.seek(0)
+        return proc.returncode, stdout.read(), stderr.read(), out_json, save_dir
+
+    yield finish
+    if proc.poll() is None:           # a failed test: stop it and its workers
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    stdout.close()
+    stderr.close()
+
+
+def data_args(env, data_list=None):
+    return ['--data-dir', env['data'], '--data-list', data_list or env['val'], '--threads', '2']
+
+
+def list_pairs(env, data_list=None):
+    with open(data_list or env['val']) as f:
+        return [[os.path.join(env['data'], p.lstrip('/')) for p in line.split()]
+                for line in f if line.strip()]
+
+
+def reference_miou(pairs, num_classes, ignore=255):
+    """Mean IoU by per-class boolean masks over the whole set (no confusion matrix)."""
+    inter = np.zeros(num_classes)
+    union = np.zeros(num_classes)
+    for gt, pred in pairs:
+        valid = gt != ignore
+        for c in range(num_classes):
+            g, p = (gt == c) & valid, (pred == c) & valid
+            inter[c] += np.logical_and(g, p).sum()
+            union[c] += np.logical_or(g, p).sum()
+    present = union > 0
+    return float(np.mean(inter[present] / union[present]))
+
+
+def saved_pairs(env, save_dir):
+    """(ground truth, prediction read back from <stem>.png) for each listed image."""
+    pairs = []
+    for image, label in list_pairs(env):
+        stem = os.path.splitext(os.path.basename(image))[0]
+        pred_img = Image.open(os.path.join(save_dir, stem + '.png'))
+        assert pred_img.mode == 'P'
+        colour = Image.open(os.path.join(save_dir, stem + '_color.png'))
+        assert colour.mode == 'RGB' and colour.size == pred_img.size
+        gt = np.array(Image.open(label))
+        pred = np.array(pred_img)
+        assert pred.shape == gt.shape and pred.max() < NUM_CLASSES
+        pairs.append((gt, pred))
+    return pairs
+
+
+def last_miou(out):
+    last = out.strip().splitlines()[-1]
+    assert last.startswith('mIoU: '), last
+    return float(last.split()[1])
+
+
+def test_miou_matches_saved_predictions(env, crf_cli_run, tmp_path, capsys):
+    # crf_cli_run: its subprocess starts now and runs alongside.
+    save_dir, out_json = str(tmp_path / 'pred'), str(tmp_path / 'res.json')
+    # A directory as --restore-from; class count, mean and names from the provenance record.
+    assert evaluate_msc.main(data_args(env) + [
+        '--restore-from', env['ckpt_dir'], '--scales', '1.0', '--save-dir', save_dir,
+        '--output-json', out_json]) == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first.startswith('restored %s: 3 classes (provenance record)' % env['prefix'])
+    assert 'class names: provenance record' in first
+    assert 'rect' in out and out.count('mIoU: ') == 1
+    with open(out_json) as f:
+        res = json.load(f)
+    pairs = saved_pairs(env, save_dir)
+    pred_classes = set(np.unique(np.concatenate([p.ravel() for _, p in pairs])))
+    assert len(pred_classes) > 1      # a meaningful test: not all one class
+    expected = reference_miou(pairs, NUM_CLASSES)
+    assert res['mean_iou'] == pytest.approx(expected, abs=1e-12)
+    assert last_miou(out) == pytest.approx(expected, abs=5e-5)
+    assert res['metrics']['num_pixels'] == sum(int((gt != 255).sum()) for gt, _ in pairs)
+    assert [pc['name'] for pc in res['metrics']['per_class']] == NAMES
+    assert res['settings']['scales'] == [1.0] and res['settings']['flip'] is False
+    RESULTS['cm_scale1'] = res['metrics']['confusion_matrix']
+
+
+def test_multi_scale_and_ignore_out_of_range(env, tmp_path, capsys):
+    # An image whose label has values 7 and 9 (3 classes): ignored on request. The list's
+    # third line (image and label of different sizes) is beyond --num-steps 2, never read.
+    image, label = list_pairs(env)[0]
+    gt = np.array(Image.open(label))
+    bad = gt.copy()
+    bad[5:10, 5:20] = 7
+    bad[20, :] = 9
+    write_index_png(os.path.join(env['data'], 'labels', 'oor.png'), bad)
+    shutil.copy(image, os.path.join(env['data'], 'images', 'oor.jpg'))
+    data_list = str(tmp_path / 'oor.txt')
+    with open(data_list, 'w') as f:
+        f.write('/images/img001.jpg /labels/img001.png\n/images/oor.jpg /labels/oor.png\n'
+                '/images/img000.jpg /labels/img001.png\n')
+    out_json = str(tmp_path / 'res.json')
+    assert evaluate_msc.main(data_args(env, data_list) + [
+        '--restore-from', env['prefix'], '--num-classes', '3', '--scales', '1.0,0.75,0.5',
+        '--ignore-out-of-range', '--num-steps', '2', '--output-json', out_json]) == 0
+    out = capsys.readouterr().out
+    assert '3 classes (--num-classes)' in out and 'scales 1,0.75,0.5, flip off' in out
+    assert '2 of 3 images' in out
+    with open(out_json) as f:
+        res = json.load(f)
+    assert res['settings']['scales'] == [1.0, 0.75, 0.5] and res['settings']['flip'] is False
+    assert 0.0 <= res['mean_iou'] <= 1.0
+    assert last_miou(out) == pytest.approx(res['mean_iou'], abs=5e-5)
+    counted = sum(int((np.array(Image.open(lab)) < NUM_CLASSES).sum())
+                  for _, lab in list_pairs(env, data_list)[:2])
+    assert res['metrics']['num_pixels'] == counted   # 7, 9 and 255 left out
+
+
+def crf_cli(env, workers, extra=()):
+    return data_args(env) + ['--restore-from', env['prefix'], '--scales', '1.0', '--flip',
+                             '--num-workers', str(workers)] + list(extra)
+
+
+def test_crf_same_result_for_any_number_of_workers(env, crf_cli_run, tmp_path, capsys):
+    # The CRF inline (no worker process) in this process.
+    out_json = str(tmp_path / 'w0.json')
+    assert evaluate_msc_with_CRF.main(crf_cli(env, 0, ['--output-json', out_json])) == 0
+    out = capsys.readouterr().out
+    assert 'mIoU before CRF: ' in out and out.count('after CRF:') == 2
+    assert 'scales 1, flip on, CRF with 0 workers' in out
+    results = {}
+    with open(out_json) as f:
+        results[0] = json.load(f)
+    assert last_miou(out) == pytest.approx(results[0]['mean_iou_after_crf'], abs=5e-5)
+    # Two worker processes (results in submission order), through the real command line,
+    # with the predictions saved.
+    returncode, stdout, stderr, out_json, save_dir = crf_cli_run()
+    assert returncode == 0, stderr[-2000:]
+    with open(out_json) as f:
+        results[2] = json.load(f)
+    assert last_miou(stdout) == pytest.approx(results[2]['mean_iou'], abs=5e-5)
+
+    net = [r['metrics']['confusion_matrix'] for r in results.values()]
+    crf = [r['crf']['metrics']['confusion_matrix'] for r in results.values()]
+    assert net[0] == net[1]
+    assert crf[0] == crf[1]
+    assert crf[0] != net[0]           # the CRF really changed some pixels
+    if 'cm_scale1' in RESULTS:        # flipping changed the network's output
+        assert net[0] != RESULTS['cm_scale1']
+    assert results[2]['crf']['metrics']['mean_iou'] == pytest.approx(
+        reference_miou(saved_pairs(env, save_dir), NUM_CLASSES), abs=1e-12)
+    assert results[2]['mean_iou_after_crf'] == results[2]['mean_iou']
+    assert results[2]['mean_iou_before_crf'] == results[2]['metrics']['mean_iou']
+
+
+# ---------------------------------------------------------------------- bad input
+
+def write_list(tmp_path, lines):
+    path = str(tmp_path / 'list.txt')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return path
+
+
+def expect_error(capsys, main, argv, *names):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == '' and len(lines) == 1 and lines[0].startswith('error: '), err
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+def test_image_and_label_of_different_sizes(env, tmp_path, capsys):
+    data_list = write_list(tmp_path, ['/images/img000.jpg /labels/img001.png'])
+    line = expect_error(capsys, evaluate_msc.main,
+                        data_args(env, data_list) + ['--restore-from', env['prefix']],
+                        os.path.join('images', 'img000.jpg'),
+                        os.path.join('labels', 'img001.png'))
+    assert '50x40' in line and '37x41' in line
+
+
+def test_label_values_out_of_range(env, tmp_path, capsys):
+    gt = np.array(Image.open(list_pairs(env)[0][1]))
+    gt[3, 3], gt[4, 4] = 5, 200
+    label = str(tmp_path / 'bad.png')
+    write_index_png(label, gt)
+    shutil.copy(list_pairs(env)[0][0], str(tmp_path / 'bad.jpg'))
+    data_list = write_list(tmp_path, ['bad.jpg bad.png'])
+    line = expect_error(capsys, evaluate_msc_with_CRF.main,
+                        ['--data-dir', str(tmp_path), '--data-list', data_list,
+                         '--restore-from', env['prefix']], label)
+    assert '5, 200' in line and '--ignore-out-of-range' in line
+
+
+def test_missing_checkpoint(env, capsys):
+    missing = os.path.join(env['root'], 'nowhere', 'model.ckpt-7')
+    expect_error(capsys, evaluate_msc.main, data_args(env) + ['--restore-from', missing],
+                 missing)
+
+
+def test_class_count_mismatch(env, capsys):
+    line = expect_error(capsys, evaluate_msc.main, data_args(env) + [
+        '--restore-from', env['prefix'], '--num-classes', '5'], env['prefix'])
+    assert 'for 3 classes' in line and '--num-classes is 5' in line
+    # No provenance record and no --num-classes: the default 21 does not fit.
+    line = expect_error(capsys, evaluate_msc.main,
+                        data_args(env) + ['--restore-from', env['bare']], env['bare'])
+    assert 'for 3 classes' in line and '21' in line and '--num-classes 3' in line
+
+
+def test_class_names_file_of_wrong_length(env, tmp_path, capsys):
+    names = str(tmp_path / 'names.txt')
+    with open(names, 'w') as f:
+        f.write('a\nb\n')
+    line = expect_error(capsys, evaluate_msc.main, data_args(env) + [
+        '--restore-from', env['prefix'], '--class-names', names], names)
+    assert '2 class names for 3 classes' in line
+
+
+def test_missing_listed_file_via_cli(env, tmp_path):
+    data_list = write_list(tmp_path, ['/images/img000.jpg /labels/img000.png',
+                                      '/images/img001.jpg /labels/none.png'])
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'evaluate_msc.py')] +
+        data_args(env, data_list) + ['--restore-from', env['prefix']],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ''
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ' + data_list), proc.stderr
+    assert 'line 2' in lines[0] and 'none.png' in lines[0]
