@@ -25,7 +25,7 @@ from PIL import Image
 
 from deeplab_resnet.colormap import IGNORE_COLOUR, class_names, make_palette
 from deeplab_resnet.constants import IGNORE_LABEL, NUM_CLASSES_VOC
-from deeplab_resnet.datalist import Example, join_data_path
+from deeplab_resnet import datalist
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.imageio import read_image, read_label, write_index_png
 from deeplab_resnet.progress import Progress
@@ -449,36 +449,6 @@ CheckReport = collections.namedtuple('CheckReport', [
 ])
 
 
-def parse_list_lenient(list_path, data_dir='', need_labels=True):
-    """Like deeplab_resnet.datalist.parse_list, but reports every malformed line instead of
-    stopping at the first.
-
-    Returns: (examples, problems).
-    """
-    if not os.path.isfile(list_path):
-        raise InputError('%s: list file not found' % list_path)
-    examples, problems = [], []
-    with open(list_path, encoding='utf-8', errors='replace') as f:
-        for number, raw in enumerate(f, 1):
-            line = raw.strip()
-            if not line or line.startswith('#'):
-                continue
-            fields = line.split()
-            if len(fields) > 2:
-                problems.append('%s:%d: malformed line (expected "image_path label_path", got '
-                                '%d fields): %r' % (list_path, number, len(fields), line))
-                continue
-            if len(fields) == 1 and need_labels:
-                problems.append('%s:%d: no label path on this line, but labels are needed: %r'
-                                % (list_path, number, line))
-                continue
-            label = join_data_path(data_dir, fields[1]) if len(fields) == 2 else None
-            examples.append(Example(join_data_path(data_dir, fields[0]), label, number))
-    if not examples and not problems:
-        problems.append('%s: the list is empty' % list_path)
-    return examples, problems
-
-
 def check_dataset(data_dir, data_list, num_classes, ignore_label=IGNORE_LABEL,
                   need_labels=True, progress=True, on_problem=None):
     """Checks every listed file: exists, decodes, image and mask sizes agree, the mask is an
@@ -492,7 +462,7 @@ def check_dataset(data_dir, data_list, num_classes, ignore_label=IGNORE_LABEL,
         raise InputError('--num-classes must be in 1..256, got %d' % num_classes)
     if data_dir and not os.path.isdir(data_dir):
         raise InputError('%s: data directory not found' % data_dir)
-    examples, problems = parse_list_lenient(data_list, data_dir, need_labels)
+    examples, problems = datalist.parse_list_collecting(data_list, data_dir, need_labels)
 
     def report(message):
         problems.append(message)

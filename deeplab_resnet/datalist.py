@@ -20,6 +20,42 @@ def join_data_path(data_dir, path):
     return os.path.join(data_dir, path.lstrip('/')) if data_dir else path
 
 
+def _parse_line(list_path, number, line, data_dir, need_labels):
+    """One non-blank list line -> Example; raises InputError naming the file and line."""
+    fields = line.split()
+    if len(fields) > 2:
+        raise InputError('%s:%d: malformed line (expected "image_path label_path", got %d '
+                         'fields): %r' % (list_path, number, len(fields), line))
+    if len(fields) == 1 and need_labels:
+        raise InputError('%s:%d: no label path on this line, but labels are needed: %r'
+                         % (list_path, number, line))
+    label = join_data_path(data_dir, fields[1]) if len(fields) == 2 else None
+    return Example(join_data_path(data_dir, fields[0]), label, number)
+
+
+def parse_list_collecting(list_path, data_dir='', need_labels=True):
+    """Reads a list file, collecting every malformed line instead of stopping at the first.
+
+    Returns: (list of Example, list of one-line problem messages; an empty list is one).
+    Raises: InputError for a missing list file.
+    """
+    if not os.path.isfile(list_path):
+        raise InputError('%s: list file not found' % list_path)
+    examples, problems = [], []
+    with open(list_path, encoding='utf-8', errors='replace') as f:
+        for number, raw in enumerate(f, 1):
+            line = raw.strip()
+            if not line or line.startswith('#'):
+                continue
+            try:
+                examples.append(_parse_line(list_path, number, line, data_dir, need_labels))
+            except InputError as e:
+                problems.append(str(e))
+    if not examples and not problems:
+        problems.append('%s: the list is empty' % list_path)
+    return examples, problems
+
+
 def parse_list(list_path, data_dir='', need_labels=True):
     """Reads a list file.
 
@@ -27,26 +63,9 @@ def parse_list(list_path, data_dir='', need_labels=True):
     Raises: InputError naming the file and line for a missing list, a malformed line (more
       than two fields, or one field where labels are needed) or an empty list.
     """
-    if not os.path.isfile(list_path):
-        raise InputError('%s: list file not found' % list_path)
-    examples = []
-    with open(list_path, encoding='utf-8', errors='replace') as f:
-        for number, raw in enumerate(f, 1):
-            line = raw.strip()
-            if not line or line.startswith('#'):
-                continue
-            fields = line.split()
-            if len(fields) > 2:
-                raise InputError('%s:%d: malformed line (expected "image_path label_path", '
-                                 'got %d fields): %r' % (list_path, number, len(fields), line))
-            if len(fields) == 1 and need_labels:
-                raise InputError('%s:%d: no label path on this line, but labels are needed: %r'
-                                 % (list_path, number, line))
-            image = join_data_path(data_dir, fields[0])
-            label = join_data_path(data_dir, fields[1]) if len(fields) == 2 else None
-            examples.append(Example(image, label, number))
-    if not examples:
-        raise InputError('%s: the list is empty' % list_path)
+    examples, problems = parse_list_collecting(list_path, data_dir, need_labels)
+    if problems:
+        raise InputError(problems[0])
     return examples
 
 
