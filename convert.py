@@ -5,7 +5,9 @@
 
 Writes DIR/model.ckpt (restores into deeplab_resnet.DeepLabResNetModel by variable name) and
 DIR/model.ckpt.json, its provenance record (class count, source file and SHA-256, BGR channel
-order, image mean, ignore label, TensorFlow version). No Caffe installation is needed.
+order, image mean, ignore label, class names, TensorFlow version, git commit, and what it was
+trained on: --trained-on LIST_OR_NAME, or VOC 2012 train+val for the authors' release).
+No Caffe installation is needed.
 """
 import argparse
 
@@ -54,6 +56,12 @@ def get_arguments(argv=None):
     parser.add_argument('--reinit-aspp', action='store_true',
                         help='discard the caffemodel\'s ASPP layers and initialise a fresh '
                              'classifier for --num-classes classes')
+    parser.add_argument('--trained-on', default=None, metavar='LIST_OR_NAME',
+                        help='what the caffemodel was trained on, for its provenance record: '
+                             'a list file (its image names are recorded, so evaluation can '
+                             'warn about overlap) or a free name such as "VOC2012 trainval". '
+                             'The authors\' VOC 2012 release (*train2_iter_20000*) is '
+                             'recorded as trained on VOC 2012 train+val without it')
     parser.add_argument('--seed', type=int, default=0,
                         help='random seed of a freshly initialised ASPP (default 0)')
     args = parser.parse_args(argv)
@@ -69,7 +77,8 @@ def main(argv=None):
     args = get_arguments(argv)
     from deeplab_resnet import convert as conversion
     conversion.convert(args.caffemodel, args.save_dir, num_classes=args.num_classes,
-                       reinit_aspp=args.reinit_aspp, seed=args.seed)
+                       reinit_aspp=args.reinit_aspp, seed=args.seed,
+                       trained_on=args.trained_on)
 
 
 if __name__ == '__main__':

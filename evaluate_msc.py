@@ -6,7 +6,9 @@ whole set. The table ends with a line `mIoU: 0.xxxx`.
 
 --restore-from takes a checkpoint prefix or a directory (its latest checkpoint). When the
 checkpoint has a provenance record (<prefix>.json) its class count, image mean and class
-names are used unless --num-classes / --img-mean / --class-names are given.
+names are used unless --num-classes / --img-mean / --class-names are given (a flag that
+contradicts the record is used, with a warning). Images the record says the checkpoint was
+trained on are counted in a warning and the JSON's "overlap"; --strict makes that an error.
 """
 import sys
 

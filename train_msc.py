@@ -1,14 +1,25 @@
 #!/usr/bin/env python
 """Train DeepLab-v2 ResNet-101 with multi-scale inputs (1, 0.75, 0.5; max fusion; four losses).
 
-Resumes from the latest snapshot in --snapshot-dir when there is one; --snapshot-dir is also
-the TensorBoard log directory.
+Resumes from the latest snapshot in --snapshot-dir when there is one (everything: network,
+momentum, step), but only when that snapshot's provenance record has this command's class
+count, data list (by digest) and input size (--force-resume overrides; a snapshot without a
+record resumes with a warning). --restore-from only initialises the network's variables.
+--snapshot-dir is also the TensorBoard log directory.
+
+Every snapshot model.ckpt-<step> gets a provenance record model.ckpt-<step>.json: class count
+and names, BGR image mean, input size, scales, ignore label, what the run was initialised from
+(carrying a converted caffemodel's file name and SHA-256), the training list (path, entries,
+SHA-256 of its sorted image paths, and the image names themselves, ~150 KB for VOC's 10,582,
+which evaluation uses to warn about train / evaluation overlap), the step, the TensorFlow
+version, the git commit and all flags.
 """
 import argparse
 import sys
 
 from deeplab_resnet import cli
-from deeplab_resnet.constants import CAFFE_SCALE_SET, TRAIN_SCALES
+from deeplab_resnet.constants import (CAFFE_SCALE_SET, LR_MULT_ASPP_BIASES,
+                                      LR_MULT_ASPP_WEIGHTS, TRAIN_SCALES)
 from deeplab_resnet.errors import exit_on_input_error
 
 
@@ -29,6 +40,17 @@ def get_arguments(argv=None):
     p.add_argument('--learning-rate', type=float, default=2.5e-4,
                    help='base learning rate (default %(default)s)')
     p.add_argument('--momentum', type=float, default=0.9, help='default %(default)s')
+    p.add_argument('--aspp-lr-mult', type=cli.lr_mults,
+                   default=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES),
+                   help='learning-rate multipliers W,B of the classifier (ASPP) kernels and '
+                        'biases (default %g,%g, the paper\'s; training from scratch needs far '
+                        'smaller ones, see README)' % (LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES))
+    p.add_argument('--class-names', default=None, metavar='FILE',
+                   help='class names, one per line, for the snapshots\' provenance records '
+                        '(default: the VOC names for 21 classes, else class_<i>)')
+    p.add_argument('--force-resume', action='store_true',
+                   help='resume from --snapshot-dir even when its snapshot\'s record has '
+                        'another class count, data list or input size')
     p.add_argument('--not-restore-last', action='store_true',
                    help='do not restore the classifier (fc1_voc12_*) from --restore-from '
                         '(another class count)')

@@ -54,6 +54,17 @@ def checkpoint_num_classes(shapes):
     return int(w[-1]) if w else None
 
 
+def check_class_count(prefix, num_classes, source):
+    """The checkpoint's classifier against num_classes (from `source`: '--num-classes',
+    'provenance record' or 'default'), before any graph is built. Raises InputError."""
+    count = checkpoint_num_classes(checkpoint_shapes(prefix))
+    if count is not None and count != num_classes:
+        given = ('--num-classes is %d' % num_classes if source == '--num-classes' else
+                 '%d classes were expected (%s)' % (num_classes, source))
+        raise InputError('%s: the checkpoint is for %d classes, but %s (pass --num-classes %d)'
+                         % (prefix, count, given, count))
+
+
 def model_variables(graph=None):
     """The network's variables (the 528 of ResNet-101 + ASPP), without optimiser slots,
     the global step or accumulators."""

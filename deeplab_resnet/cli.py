@@ -37,6 +37,14 @@ def scales(text):
     return values
 
 
+def lr_mults(text):
+    """'10,20' -> two non-negative floats."""
+    values = _floats(text, 2, 'multipliers W,B')
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError('multipliers must be >= 0, got %r' % text)
+    return values
+
+
 def positive_int(text):
     try:
         value = int(text)

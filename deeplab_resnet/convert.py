@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 
-from deeplab_resnet import caffemodel, provenance
+from deeplab_resnet import caffemodel, colormap, provenance
 from deeplab_resnet.constants import (ASPP_RATES, CHANNEL_ORDER, IGNORE_LABEL, IMG_MEAN_BGR,
                                       NUM_CLASSES_VOC)
 from deeplab_resnet.errors import InputError
@@ -278,10 +278,38 @@ def _warn(message):
     print('warning: %s' % message, file=sys.stderr)
 
 
+def trained_on_fields(trained_on, caffemodel_path, warn=_warn):
+    """What the record says the caffemodel was trained on: --trained-on LIST_OR_NAME (a list
+    file: its path, entry count, digest and image names, as train_msc.py records them; else a
+    free name), or, for the authors' VOC 2012 release (file name containing
+    train2_iter_20000), VOC 2012 train+val. Returns an OrderedDict of record fields."""
+    fields = collections.OrderedDict()
+    authors = provenance.AUTHORS_VOC12_MARKER in os.path.basename(caffemodel_path)
+    if trained_on and os.path.isfile(trained_on):
+        info = provenance.list_info(trained_on)
+        fields['trained_on'] = info['path']
+        fields['train_list'] = collections.OrderedDict(
+            [('path', info['path']), ('entries', info['entries']), ('sha256', info['sha256'])])
+        fields['train_images'] = info['images']
+    elif trained_on:
+        fields['trained_on'] = trained_on
+    elif authors:
+        fields['trained_on'] = provenance.AUTHORS_VOC12_TRAINED_ON
+    else:
+        fields['trained_on'] = None
+    if authors:
+        warn('%s looks like the authors\' VOC 2012 release, trained on VOC 2012 train+val: '
+             'its score on VOC12 val is not a fair (held-out) val number'
+             % os.path.basename(caffemodel_path))
+    return fields
+
+
 def convert(caffemodel_path, save_dir, num_classes=None, reinit_aspp=False, seed=0,
-            log=print, warn=_warn):
+            log=print, warn=_warn, trained_on=None):
     """Converts a .caffemodel into <save_dir>/model.ckpt and its provenance record
-    <save_dir>/model.ckpt.json. Returns (checkpoint prefix, record dict)."""
+    <save_dir>/model.ckpt.json. trained_on: what the caffemodel was trained on, a list file
+    or a free name (see trained_on_fields). Returns (checkpoint prefix, record dict)."""
+    trained = trained_on_fields(trained_on, caffemodel_path, warn)
     data = caffemodel.read_bytes(caffemodel_path)
     sha256 = hashlib.sha256(data).hexdigest()
     size = len(data)
@@ -318,14 +346,17 @@ def convert(caffemodel_path, save_dir, num_classes=None, reinit_aspp=False, seed
         ('channel_order', CHANNEL_ORDER),
         ('image_mean', list(IMG_MEAN_BGR)),
         ('ignore_label', IGNORE_LABEL),
+        ('class_names', colormap.class_names(info['num_classes'])),
         ('variables', len(values)),
         ('parameters', params),
         ('converted_layers', len(info['used'])),
         ('tensorflow_version', tf.__version__),
+        ('git_commit', provenance.git_commit()),
         ('created_by', 'convert.py'),
         ('created_utc', datetime.datetime.now(datetime.timezone.utc)
          .strftime('%Y-%m-%dT%H:%M:%SZ')),
     ])
+    record.update(trained)   # trained_on [, train_list, train_images]
     record_path = provenance.write_record(ckpt, record)
 
     kinds = collections.Counter(t for n, t in required_layers(values)

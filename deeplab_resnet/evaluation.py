@@ -14,22 +14,29 @@ file(s): the list and its files (``datalist``), an image and label of different 
 values that are neither a class nor the ignore label (unless ``--ignore-out-of-range``), a
 class-names file of the wrong length, a missing checkpoint or one with another class count.
 The checks that need no checkpoint come first, so they fail without loading TensorFlow.
+
+Provenance: a flag that contradicts the checkpoint's record is used, with a warning naming
+both values. Images of the list that the record says the checkpoint was trained on (by name,
+the basename without extension: the record's `train_images`; or every VOC-style id
+YYYY_NNNNNN when it says VOC 2012 train+val, as for the authors' release) are counted in a
+warning and in the JSON's "overlap"; --strict makes them an error.
 """
 import argparse
 import contextlib
 import json
 import os
+import sys
 import time
 
 import numpy as np
 from PIL import Image
 
 from deeplab_resnet import cli, datalist, imageio, metrics, provenance
-from deeplab_resnet.colormap import class_names as default_class_names
 from deeplab_resnet.colormap import colourise
-from deeplab_resnet.constants import IMG_MEAN_BGR, NUM_CLASSES_VOC
+from deeplab_resnet.constants import NUM_CLASSES_VOC
 from deeplab_resnet.crf import CRFPool, add_crf_arguments, crf_params_from_args
 from deeplab_resnet.errors import InputError
+from deeplab_resnet.settings import resolve
 from deeplab_resnet.progress import Progress
 
 DEFAULT_LIST = './dataset/val.txt'
@@ -44,7 +51,7 @@ def build_parser(description=None, crf=False):
     """The argument parser both evaluation scripts share; crf=True adds the CRF flags.
 
     --num-classes and --img-mean default to None ("not given"): the checkpoint's provenance
-    record supplies them when it has them, else 21 and the Caffe mean (see resolve_settings).
+    record supplies them when it has them, else 21 and the Caffe mean (see settings.resolve).
     """
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,6 +87,10 @@ def build_parser(description=None, crf=False):
     p.add_argument('--ignore-out-of-range', action='store_true',
                    help='treat label values outside [0, num_classes) as the ignore label '
                         'instead of stopping with an error')
+    p.add_argument('--strict', action='store_true',
+                   help='stop with an error (instead of a warning) when images of the list '
+                        'are among the checkpoint\'s training images (by name, from its '
+                        'provenance record)')
     if crf:
         p.add_argument('--num-workers', type=cli.non_negative_int, default=os.cpu_count() or 1,
                        help='CRF worker processes (default: the CPU count, %(default)s; '
@@ -154,76 +165,47 @@ def check_label_values(examples, values, num_classes, ignore_label):
             raise _bad_values_error(ex.label, bad, num_classes, ignore_label)
 
 
-def read_class_names_file(path):
-    """One name per line (blank lines skipped). Raises InputError naming the file."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            return [line.strip() for line in f if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError('%s: cannot read the class names (%s)' % (path, e.__class__.__name__))
-
-
 # ----------------------------------------------------------------------------- settings
 
-def resolve_settings(args, prefix, record, names_from_file):
-    """num_classes, img_mean and class names: the flags when given, else the provenance
-    record's values, else the defaults (21, the Caffe mean, VOC names / class_<i>).
-
-    Returns: dict with 'num_classes', 'img_mean', 'class_names' and, for the summary line,
-      'sources' {setting: 'flag' | 'provenance record' | 'default' | <file>}.
-    Raises: InputError for a malformed record value or a class-names file of the wrong length.
-    """
-    record = record or {}
-    where = provenance.record_path(prefix)
-    sources = {}
-    if args.num_classes is not None:
-        num_classes, sources['num_classes'] = args.num_classes, '--num-classes'
-    elif 'num_classes' in record:
-        num_classes = record['num_classes']
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise InputError('%s: num_classes must be a positive integer, got %r'
-                             % (where, num_classes))
-        sources['num_classes'] = 'provenance record'
-    else:
-        num_classes, sources['num_classes'] = NUM_CLASSES_VOC, 'default'
-    if args.img_mean is not None:
-        img_mean, sources['img_mean'] = tuple(args.img_mean), '--img-mean'
-    elif 'image_mean' in record:
-        img_mean = record['image_mean']
-        if (not isinstance(img_mean, (list, tuple)) or len(img_mean) != 3
-                or not all(isinstance(v, (int, float)) for v in img_mean)):
-            raise InputError('%s: image_mean must be 3 numbers (B, G, R), got %r'
-                             % (where, img_mean))
-        img_mean, sources['img_mean'] = tuple(float(v) for v in img_mean), 'provenance record'
-    else:
-        img_mean, sources['img_mean'] = tuple(IMG_MEAN_BGR), 'Caffe default'
-    names = None
-    if names_from_file is not None:
-        if len(names_from_file) != num_classes:
-            raise InputError('%s: %d class names for %d classes' % (
-                args.class_names, len(names_from_file), num_classes))
-        names, sources['class_names'] = names_from_file, args.class_names
-    elif isinstance(record.get('class_names'), list) and len(record['class_names']) == num_classes:
-        names, sources['class_names'] = [str(n) for n in record['class_names']], \
-            'provenance record'
-    else:
-        sources['class_names'] = ('VOC' if num_classes == NUM_CLASSES_VOC else 'class_<i>')
-    return {'num_classes': num_classes, 'img_mean': img_mean,
-            'class_names': default_class_names(num_classes, names), 'sources': sources}
+def _warn(message):
+    print('warning: %s' % message, file=sys.stderr)
+    sys.stderr.flush()
 
 
-def check_checkpoint_classes(prefix, num_classes, source):
-    """The checkpoint's class count (its ASPP) against num_classes, before building a graph."""
-    from deeplab_resnet import checkpoints
-    count = checkpoints.checkpoint_num_classes(checkpoints.checkpoint_shapes(prefix))
-    if count is not None and count != num_classes:
-        given = ('--num-classes is %d' % num_classes if source == '--num-classes' else
-                 '%d classes were expected (%s)' % (num_classes, source))
-        raise InputError('%s: the checkpoint is for %d classes, but %s (pass --num-classes %d)'
-                         % (prefix, count, given, count))
+def record_summary(record):
+    """', step N (record by train_msc.py)' / ', no provenance record' for the summary line."""
+    if record is None:
+        return '; no provenance record'
+    parts = []
+    if record.get('step') is not None:
+        parts.append('step %s' % record['step'])
+    parts.append('record by %s' % record.get('created_by', 'an unknown tool'))
+    source = record.get('source')
+    if isinstance(source, dict) and source.get('file'):
+        parts.append('from %s' % source['file'])
+    if record.get('trained_on'):
+        parts.append('trained on %s' % record['trained_on'])
+    return '; checkpoint ' + ', '.join(parts)
 
 
-def summary_line(prefix, settings, args, num_images, total):
+def check_overlap(prefix, record, examples, strict, warn=_warn):
+    """How many evaluated images the checkpoint was trained on (provenance.training_overlap):
+    a warning, or with `strict` an InputError. Returns the count (0 without a record)."""
+    ids = [_stem(ex.image) for ex in examples]
+    overlap, basis = provenance.training_overlap(record, ids)
+    if not overlap:
+        return 0
+    shown = ', '.join(overlap[:3]) + (', ...' if len(overlap) > 3 else '')
+    message = ('%d of the %d evaluated images are among the training images of %s (%s: %s); '
+               'this is not a held-out score' % (len(overlap), len(set(ids)), prefix, basis,
+                                                  shown))
+    if strict:
+        raise InputError(message + ' (--strict)')
+    warn(message + ' (--strict makes this an error)')
+    return len(overlap)
+
+
+def summary_line(prefix, settings, args, num_images, total, record=False):
     s = settings['sources']
     mean = ','.join('%.3f' % v for v in settings['img_mean'])
     text = ('restored %s: %d classes (%s), image mean B,G,R %s (%s), class names: %s; '
@@ -234,6 +216,8 @@ def summary_line(prefix, settings, args, num_images, total):
     if args.crf:
         text += ', CRF with %d worker%s' % (args.num_workers,
                                            '' if args.num_workers == 1 else 's')
+    if record is not False:
+        text += record_summary(record)
     return text
 
 
@@ -251,7 +235,7 @@ def _format_miou(value):
     return 'n/a' if value is None else '%.4f' % value
 
 
-def evaluate(args, log=print):
+def evaluate(args, log=print, warn=_warn):
     """Runs the evaluation described by `args` (from build_parser); with args.crf, the CRF
     stage too. Logs a summary line, the timing and the final table(s), ending with a line
     'mIoU: 0.xxxx' (after the CRF when there is one); a progress line goes to stderr.
@@ -260,8 +244,11 @@ def evaluate(args, log=print):
       'mean_iou': the final predictions' mean IoU (after the CRF with args.crf);
       'metrics': compute_metrics of the network's predictions;
       with args.crf, 'crf': {'params', 'num_workers', 'metrics'} and 'mean_iou_before_crf',
-      'mean_iou_after_crf'; plus 'settings' and 'timing'.
-    Raises: InputError for bad input (see the module docstring).
+      'mean_iou_after_crf'; 'overlap': how many evaluated images the checkpoint's record
+      says it was trained on (check_overlap; 0 without a record); plus 'settings' and
+      'timing'.
+    Raises: InputError for bad input (see the module docstring), and with args.strict for
+      an overlap with the training images.
     """
     use_crf = bool(getattr(args, 'crf', False))
     # Checks that need no TensorFlow.
@@ -275,17 +262,24 @@ def evaluate(args, log=print):
         _check_stems(examples, args.data_list)
     if args.output_json and os.path.isdir(args.output_json):
         raise InputError('%s: --output-json is a directory, not a file' % args.output_json)
-    names_from_file = (read_class_names_file(args.class_names) if args.class_names else None)
+    names_from_file = (provenance.read_class_names(args.class_names) if args.class_names
+                       else None)
     label_values = scan_labels(examples)
 
     # The checkpoint and what it says about itself.
     from deeplab_resnet import checkpoints
     prefix = checkpoints.resolve_checkpoint(args.restore_from)
-    settings = resolve_settings(args, prefix, provenance.read_record(prefix), names_from_file)
+    record = provenance.read_record(prefix)
+    pending = []   # contradiction warnings, shown once the input is known to be usable
+    settings = resolve(prefix, record, args.num_classes, args.img_mean, names_from_file,
+                       args.class_names, pending.append)
     num_classes, ignore = settings['num_classes'], args.ignore_label
     if not args.ignore_out_of_range:
         check_label_values(examples, label_values, num_classes, ignore)
-    check_checkpoint_classes(prefix, num_classes, settings['sources']['num_classes'])
+    checkpoints.check_class_count(prefix, num_classes, settings['sources']['num_classes'])
+    for message in pending:
+        warn(message)
+    overlap = check_overlap(prefix, record, examples, getattr(args, 'strict', False), warn)
 
     params = crf_params_from_args(args) if use_crf else None
     net_cm = metrics.ConfusionMatrix(num_classes, ignore)
@@ -303,7 +297,7 @@ def evaluate(args, log=print):
     from deeplab_resnet.predictor import Predictor   # TensorFlow: after the input checks
     predictor = Predictor(prefix, num_classes, tuple(args.scales), args.flip,
                           settings['img_mean'], args.threads)
-    log(summary_line(prefix, settings, args, len(examples), total))
+    log(summary_line(prefix, settings, args, len(examples), total, record))
     pool = (CRFPool(args.num_workers, params) if use_crf else contextlib.nullcontext())
     with predictor, pool:
         progress = Progress(len(examples), label='evaluating' + (' (CRF)' if use_crf else ''))
@@ -339,6 +333,7 @@ def evaluate(args, log=print):
     results = {
         'mean_iou': net_metrics['mean_iou'],
         'metrics': net_metrics,
+        'overlap': overlap,
         'settings': {
             'checkpoint': prefix, 'data_list': args.data_list, 'data_dir': args.data_dir,
             'num_images': len(examples), 'num_classes': num_classes, 'class_names': names,
@@ -346,6 +341,8 @@ def evaluate(args, log=print):
             'flip': bool(args.flip), 'ignore_label': ignore,
             'ignore_out_of_range': bool(args.ignore_out_of_range),
             'sources': settings['sources'],
+            'checkpoint_step': (record or {}).get('step'),
+            'checkpoint_trained_on': (record or {}).get('trained_on'),
         },
         'timing': {'seconds': seconds,
                    'images_per_second': len(examples) / seconds if seconds > 0 else None},

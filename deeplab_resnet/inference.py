@@ -23,8 +23,8 @@ from PIL import Image
 
 from deeplab_resnet import datalist, imageio
 from deeplab_resnet.colormap import colourise
-from deeplab_resnet.constants import IMG_MEAN_BGR, NUM_CLASSES_VOC
 from deeplab_resnet.errors import InputError
+from deeplab_resnet.settings import mean_text, resolve
 
 OVERLAY_ALPHA = 0.5
 OVERLAY_JPEG_QUALITY = 90
@@ -81,71 +81,32 @@ def check_output_names(images):
                stem, SUFFIXES['mask']))
 
 
-def _format_mean(mean):
-    return ','.join('%g' % v for v in mean)
-
-
-def resolve_settings(prefix, num_classes=None, img_mean=None):
-    """Class count, image mean and class names: the user's, else the checkpoint's provenance
-    record's, else the VOC defaults.
+def resolve_settings(prefix, num_classes=None, img_mean=None, warn=None):
+    """Class count, image mean and class names (settings.resolve) and the start-up line.
 
     Returns: (num_classes, img_mean, class_names or None, num_classes source, start-up line).
     """
     from deeplab_resnet import provenance
     record = provenance.read_record(prefix)
-    record_path = provenance.record_path(prefix)
-    names = None
+    s = resolve(prefix, record, num_classes, img_mean, warn=warn)
+    num_classes, img_mean, sources = s['num_classes'], s['img_mean'], s['sources']
+    names = s['class_names'] if s['names_known'] else None
     if record is None:
-        n_source = '--num-classes' if num_classes is not None else 'default'
-        m_source = '--img-mean' if img_mean is not None else 'default'
-        num_classes = NUM_CLASSES_VOC if num_classes is None else num_classes
-        img_mean = IMG_MEAN_BGR if img_mean is None else img_mean
         line = ('checkpoint %s (no provenance record): %d classes (%s), image mean B,G,R %s '
-                '(%s)' % (prefix, num_classes, n_source, _format_mean(img_mean), m_source))
-        return num_classes, tuple(img_mean), None, n_source, line
-    n_source, m_source = '--num-classes', '--img-mean'
-    if num_classes is None:
-        value = record.get('num_classes')
-        if value is not None:
-            if not isinstance(value, int) or value < 1:
-                raise InputError('%s: num_classes %r is not a positive integer'
-                                 % (record_path, value))
-            num_classes, n_source = value, 'provenance record'
-        else:
-            num_classes, n_source = NUM_CLASSES_VOC, 'default'
-    if img_mean is None:
-        value = record.get('image_mean')
-        if value is not None:
-            try:
-                img_mean = tuple(float(v) for v in value)
-            except (TypeError, ValueError):
-                img_mean = ()
-            if len(img_mean) != 3:
-                raise InputError('%s: image_mean %r is not three numbers' % (record_path, value))
-            m_source = 'provenance record'
-        else:
-            img_mean, m_source = IMG_MEAN_BGR, 'default'
-    value = record.get('class_names')
-    if isinstance(value, list) and len(value) == num_classes:
-        names = [str(v) for v in value]
+                '(%s)' % (prefix, num_classes, sources['num_classes'], mean_text(img_mean),
+                          sources['img_mean']))
+        return num_classes, img_mean, None, sources['num_classes'], line
     shown = ''
     if names:
         shown = ', class names %s%s' % (', '.join(names[:4]), ', ...' if len(names) > 4 else '')
+    origin = record.get('created_by', 'unknown tool')
+    if record.get('step') is not None:
+        origin += ', step %s' % record['step']
     line = ('checkpoint %s with provenance record %s (%s): using %d classes (%s), image mean '
-            'B,G,R %s (%s)%s' % (prefix, record_path, record.get('created_by', 'unknown tool'),
-                                 num_classes, n_source, _format_mean(img_mean), m_source, shown))
-    return num_classes, tuple(img_mean), names, n_source, line
-
-
-def check_class_count(prefix, num_classes, source):
-    """Compares the checkpoint's classifier with num_classes before any graph is built."""
-    from deeplab_resnet import checkpoints
-    count = checkpoints.checkpoint_num_classes(checkpoints.checkpoint_shapes(prefix))
-    if count is not None and count != num_classes:
-        said = ('--num-classes is %d' % num_classes if source == '--num-classes' else
-                'the %s says %d' % (source, num_classes))
-        raise InputError('%s: the checkpoint is for %d classes, but %s (pass --num-classes %d)'
-                         % (prefix, count, said, count))
+            'B,G,R %s (%s)%s' % (prefix, provenance.record_path(prefix), origin, num_classes,
+                                 sources['num_classes'], mean_text(img_mean),
+                                 sources['img_mean'], shown))
+    return num_classes, img_mean, names, sources['num_classes'], line
 
 
 def overlay(rgb, mask, alpha=OVERLAY_ALPHA):
@@ -195,11 +156,18 @@ def run(args, start=None, out=None, err=None):
 
     from deeplab_resnet import checkpoints
     prefix = checkpoints.resolve_checkpoint(args.model_weights)
+    def warn(message):
+        print('warning: %s' % message, file=err)
+        err.flush()
+
+    pending = []   # contradiction warnings, shown once the checkpoint is known to fit
     num_classes, img_mean, names, source, line = resolve_settings(prefix, args.num_classes,
-                                                                  args.img_mean)
+                                                                  args.img_mean, pending.append)
     if num_classes > 256:
         raise InputError('%d classes: masks and label PNGs hold at most 256' % num_classes)
-    check_class_count(prefix, num_classes, source)
+    checkpoints.check_class_count(prefix, num_classes, source)
+    for message in pending:
+        warn(message)
     log(line)
 
     if args.export_savedmodel:

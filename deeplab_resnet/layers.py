@@ -133,14 +133,28 @@ def max_pool_ceil(x, kernel, stride, pad):
     return tf.nn.max_pool2d(x, kernel, stride, padding='VALID')
 
 
-def batch_norm(x, name, is_training, relu=False, update_moving_stats=True):
+def caffe_moving_average_decay(num_updates, fraction=BN_DECAY):
+    """Decay that makes an exponential moving average equal Caffe's BatchNorm statistics
+    when they start from nothing: Caffe accumulates s_t = m_t + f s_{t-1} with a scale factor
+    n_t = 1 + f n_{t-1} and uses s_t / n_t, a bias-corrected average. Updating the average
+    a_t = a_{t-1} - (1 - d_t)(a_{t-1} - m_t) with d_t = 1 - (1 - f) / (1 - f^t) gives the same
+    a_t = s_t / n_t (t = 1, 2, ...; d_1 = 0: the first batch's statistics).
+
+    Args: num_updates: scalar tensor, t >= 1.
+    Returns: float32 scalar tensor.
+    """
+    t = tf.cast(tf.maximum(num_updates, 1), tf.float32)
+    return 1.0 - (1.0 - fraction) / (1.0 - tf.pow(fraction, t))
+
+
+def batch_norm(x, name, is_training, relu=False, update_moving_stats=True, decay=BN_DECAY):
     """Caffe BatchNorm + Scale (epsilon 1e-5), optionally followed by ReLU.
 
     Creates `<name>/beta`, `gamma`, `moving_mean`, `moving_variance` (not trainable: DeepLab
     does not train the batch-norm parameters, as the original project).
     With is_training, normalises with the batch's statistics and (if update_moving_stats)
-    adds the moving-average updates (decay BN_DECAY) to tf1.GraphKeys.UPDATE_OPS;
-    otherwise uses the moving statistics.
+    adds the moving-average updates (`decay`, a float or a scalar tensor; BN_DECAY by
+    default) to tf1.GraphKeys.UPDATE_OPS; otherwise uses the moving statistics.
 
     Args:
       x: [N, H, W, C] float32.
@@ -161,9 +175,9 @@ def batch_norm(x, name, is_training, relu=False, update_moving_stats=True):
         if update_moving_stats:
             with tf1.name_scope(name + '_update'):
                 tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_sub(
-                    mean, (1.0 - BN_DECAY) * (mean - batch_mean)))
+                    mean, (1.0 - decay) * (mean - batch_mean)))
                 tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_sub(
-                    var, (1.0 - BN_DECAY) * (var - batch_var)))
+                    var, (1.0 - decay) * (var - batch_var)))
         mean, var = batch_mean, batch_var
     scale = gamma * tf.math.rsqrt(var + BN_EPSILON)
     y = x * scale + (beta - mean * scale)

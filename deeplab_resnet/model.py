@@ -9,7 +9,7 @@ import collections
 import tensorflow as tf
 
 from deeplab_resnet import layers
-from deeplab_resnet.constants import ASPP_RATES, RESNET101_BLOCKS
+from deeplab_resnet.constants import ASPP_RATES, BN_DECAY, RESNET101_BLOCKS
 
 tf1 = tf.compat.v1
 
@@ -58,6 +58,7 @@ class DeepLabResNetModel(object):
       num_classes: output channels of the ASPP classifier.
       update_moving_stats: with is_training, whether this instance adds the moving-average
         updates (the multi-scale towers let only the full-scale one do it).
+      bn_decay: decay of those moving averages (float or scalar tensor), BN_DECAY by default.
     Attributes:
       layers: OrderedDict layer name -> output tensor, for every Caffe layer name
         (conv1, bn_conv1, pool1, res2a_branch1, bn2a_branch1, ..., res5c_relu,
@@ -65,10 +66,12 @@ class DeepLabResNetModel(object):
         with h = output_size(H).
     """
 
-    def __init__(self, inputs, is_training=False, num_classes=21, update_moving_stats=True):
+    def __init__(self, inputs, is_training=False, num_classes=21, update_moving_stats=True,
+                 bn_decay=BN_DECAY):
         self.is_training = is_training
         self.num_classes = num_classes
         self.update_moving_stats = update_moving_stats
+        self.bn_decay = bn_decay
         self.layers = collections.OrderedDict()
         self.layers['data'] = inputs['data']
         x = self._stem(inputs['data'])
@@ -89,7 +92,7 @@ class DeepLabResNetModel(object):
     def _bn(self, x, name, relu):
         return self._add(name, layers.batch_norm(
             x, name, self.is_training, relu=relu,
-            update_moving_stats=self.update_moving_stats))
+            update_moving_stats=self.update_moving_stats, decay=self.bn_decay))
 
     def _stem(self, x):
         x = self._add('conv1', layers.conv2d(x, 'conv1', 7, 64, stride=2, pad=3))

@@ -5,7 +5,7 @@ import collections
 
 import tensorflow as tf
 
-from deeplab_resnet.constants import TRAIN_SCALES
+from deeplab_resnet.constants import BN_DECAY, TRAIN_SCALES
 from deeplab_resnet.model import DeepLabResNetModel
 from deeplab_resnet.utils import resize_bilinear, scaled_size
 
@@ -25,13 +25,15 @@ def parse_scales(text):
     return scales
 
 
-def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCALES):
+def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCALES,
+                       bn_decay=BN_DECAY):
     """Builds one DeepLab tower per scale; variables are created by the first and shared.
 
     Args:
       images: [N, H, W, 3] float32, BGR, mean-subtracted.
       scales: the first is the reference size (1.0 in DeepLab); each other tower sees the
         images resized bilinearly to int(H * s), int(W * s).
+      bn_decay: decay of the batch-norm moving averages (float or scalar tensor).
     Returns: MSCOutput. Only the first tower updates batch-norm moving averages.
     """
     size = tf.shape(images)[1:3]
@@ -40,7 +42,8 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
         inputs = images if scale == 1.0 else resize_bilinear(images, scaled_size(size, scale))
         with tf1.variable_scope(tf1.get_variable_scope(), reuse=True if i else None):
             net = DeepLabResNetModel({'data': inputs}, is_training=is_training,
-                                     num_classes=num_classes, update_moving_stats=(i == 0))
+                                     num_classes=num_classes, update_moving_stats=(i == 0),
+                                     bn_decay=bn_decay)
         nets.append(net)
         per_scale.append(net.logits)
     fused = per_scale[0]

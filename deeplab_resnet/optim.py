@@ -24,19 +24,18 @@ def poly_learning_rate(base_lr, global_step, num_steps, power):
     return base_lr * tf.pow(tf.maximum(1.0 - progress, 0.0), power)
 
 
-def variable_groups(trainable):
+def variable_groups(trainable, aspp_mults=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES)):
     """Splits variables into DeepLab's learning-rate groups.
 
     Returns: list of (lr multiplier, [variables]): backbone kernels x1, ASPP kernels x10,
-    ASPP biases x20 (batch-norm parameters are not trainable).
+    ASPP biases x20 (`aspp_mults`; batch-norm parameters are not trainable).
     """
     backbone = [v for v in trainable if not is_aspp_variable(v.op.name)]
     aspp_w = [v for v in trainable if is_aspp_variable(v.op.name)
               and v.op.name.endswith('/weights')]
     aspp_b = [v for v in trainable if is_aspp_variable(v.op.name)
               and v.op.name.endswith('/biases')]
-    return [(LR_MULT_BACKBONE, backbone), (LR_MULT_ASPP_WEIGHTS, aspp_w),
-            (LR_MULT_ASPP_BIASES, aspp_b)]
+    return [(LR_MULT_BACKBONE, backbone), (aspp_mults[0], aspp_w), (aspp_mults[1], aspp_b)]
 
 
 def _apply(groups_grads, learning_rate, momentum, global_step):
@@ -50,19 +49,21 @@ def _apply(groups_grads, learning_rate, momentum, global_step):
 
 
 def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
-                    grad_update_every=1, global_step=None):
+                    grad_update_every=1, global_step=None,
+                    aspp_mults=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES)):
     """Builds the update.
 
     Args:
       loss: scalar float32 of one micro-batch.
       trainable: the variables to train.
       grad_update_every: k, the number of micro-batches whose mean gradient makes one update.
+      aspp_mults: learning-rate multipliers of the ASPP kernels and biases.
     Returns: TrainOps.
     """
     if global_step is None:
         global_step = tf1.train.get_or_create_global_step()
     lr = poly_learning_rate(base_lr, global_step, num_steps, power)
-    groups = variable_groups(trainable)
+    groups = variable_groups(trainable, aspp_mults)
     variables = [v for _, vs in groups for v in vs]
     update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
     grads = tf.gradients(loss, variables)

@@ -15,7 +15,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from deeplab_resnet import checkpoints, losses, msc, optim
+from deeplab_resnet import (checkpoints, colormap, layers, losses, msc, optim,
+                            provenance)
+from deeplab_resnet.constants import BN_DECAY
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.progress import format_seconds
@@ -44,17 +46,26 @@ class TrainGraph(object):
         self.images, self.labels = self.reader.dequeue(args.batch_size)
         self.global_step = tf1.train.get_or_create_global_step()
         self.msc = msc.multi_scale_logits(self.images, args.num_classes, args.is_training,
-                                          args.scales)
+                                          args.scales, self._bn_decay())
         self.network_variables = checkpoints.model_variables()
         self.loss = losses.msc_loss(self.msc, self.labels, args.num_classes,
                                     self.network_variables, args.weight_decay, args.scales)
         trainable = [v for v in self.network_variables if v in tf1.trainable_variables()]
         self.ops = optim.build_train_ops(self.loss.total, trainable, args.learning_rate,
                                          args.momentum, args.num_steps, args.power,
-                                         args.grad_update_every, self.global_step)
+                                         args.grad_update_every, self.global_step,
+                                         args.aspp_lr_mult)
         self.scalar_summary = self._scalar_summaries()
         self.image_arrays = self._image_summary_inputs()
         self.saver = tf1.train.Saver(var_list=tf1.global_variables(), max_to_keep=MAX_TO_KEEP)
+
+    def _bn_decay(self):
+        """From scratch, the moving averages follow Caffe's bias-corrected accumulation
+        (they are the statistics of the batches seen so far, not of the 0 / 1 they were
+        initialised with); from restored weights they continue with the plain decay."""
+        if from_scratch(self.args):
+            return layers.caffe_moving_average_decay(self.global_step + 1)
+        return BN_DECAY
 
     def _scalar_summaries(self):
         s = [tf1.summary.scalar('loss/total', self.loss.total),
@@ -98,29 +109,148 @@ def image_summary(arrays, args):
     return tf1.Summary(value=values)
 
 
-def restore_or_resume(sess, graph, args, log=print):
-    """Resumes from the latest snapshot in args.snapshot_dir if there is one (everything:
-    network, momentum, step); else initialises the network from args.restore_from (network
-    variables only; ASPP skipped with --not-restore-last); else keeps the He initialisation.
-    Returns the global step to start from."""
+def from_scratch(args):
+    return not args.restore_from or args.restore_from.lower() == 'none'
+
+
+def _warn(message):
+    print('warning: %s' % message, file=sys.stderr)
+    sys.stderr.flush()
+
+
+def _short_list(info):
+    return '%s (%d entries, sha256 %s...)' % (info.get('path'), info.get('entries', -1),
+                                              str(info.get('sha256'))[:12])
+
+
+def check_resume(args, train_list, warn=_warn):
+    """The snapshot a run would resume from, checked against the command before any graph is
+    built: its record must have the command's class count, data list (digest) and input size,
+    unless args.force_resume. A snapshot without a record resumes with a warning.
+
+    Returns: (latest snapshot prefix or None, its record or None).
+    Raises: InputError (one line) naming what differs and how to start afresh or force it.
+    """
     latest = checkpoints.latest_in_dir(args.snapshot_dir)
+    if not latest:
+        return None, None
+    record = provenance.read_record(latest)
+    if record is None:
+        warn('%s has no provenance record (made by an older version?): resuming without '
+             'checking its class count, data list and input size' % latest)
+        return latest, None
+    diffs = []
+    if record.get('num_classes') != args.num_classes:
+        diffs.append('the class count (%s; this command: --num-classes %d)'
+                     % (record.get('num_classes'), args.num_classes))
+    saved_list = record.get('train_list') or {}
+    if saved_list.get('sha256') != train_list['sha256']:
+        diffs.append('the data list (%s; this command: %s)'
+                     % (_short_list(saved_list), _short_list(train_list)))
+    saved_size = record.get('input_size')
+    if list(saved_size or []) != list(args.input_size):
+        diffs.append('the input size (%s; this command: --input-size %d,%d)'
+                     % (','.join(str(v) for v in saved_size) if saved_size else None,
+                        args.input_size[0], args.input_size[1]))
+    if diffs and not getattr(args, 'force_resume', False):
+        raise InputError('%s: cannot resume: the snapshot differs from this command in %s; '
+                         'start afresh with another --snapshot-dir, or add --force-resume to '
+                         'resume it anyway' % (latest, ' and '.join(diffs)))
+    if diffs:
+        warn('--force-resume: resuming %s although it differs in %s' % (latest,
+                                                                        ' and '.join(diffs)))
+    return latest, record
+
+
+def _record_summary(record):
+    """What a parent / snapshot record says, for the start-up line."""
+    if record is None:
+        return 'no provenance record'
+    parts = ['record %s' % record.get('created_by', 'of unknown origin')]
+    if record.get('step') is not None:
+        parts.append('step %s' % record['step'])
+    if record.get('num_classes') is not None:
+        parts.append('%s classes' % record['num_classes'])
+    source = record.get('source')
+    if isinstance(source, dict) and source.get('file'):
+        parts.append('converted from %s (sha256 %s...)' % (source['file'],
+                                                          str(source.get('sha256'))[:12]))
+    if record.get('trained_on'):
+        parts.append('trained on %s' % record['trained_on'])
+    if record.get('input_size'):
+        parts.append('input size %s' % ','.join(str(v) for v in record['input_size']))
+    return ', '.join(parts)
+
+
+def restore_or_resume(sess, graph, args, log=print, resume=None):
+    """Resumes from the latest snapshot in args.snapshot_dir if there is one (everything:
+    network, momentum, step) and its record fits the command (check_resume); else initialises
+    the network from args.restore_from (network variables only; ASPP skipped with
+    --not-restore-last; optimiser state and step start fresh); else keeps the He
+    initialisation. Logs one summary line: what was restored, from where, at which step and
+    what the record said. Sets graph.init (provenance.initialisation) for the snapshots'
+    records. Returns the global step to start from.
+
+    resume: check_resume's result when already computed."""
+    latest, record = resume if resume is not None else check_resume(
+        args, _train_list(graph))
     if latest:
-        graph.saver.restore(sess, latest)
+        try:
+            graph.saver.restore(sess, latest)
+        except tf.errors.InvalidArgumentError as e:
+            raise InputError('%s: cannot resume: its variables do not fit this network (%s); '
+                             'start afresh with another --snapshot-dir'
+                             % (latest, str(e).splitlines()[0][:200]))
         step = int(sess.run(graph.global_step))
-        log('resumed from %s at step %d' % (latest, step))
+        init = (record or {}).get('initialised_from')
+        if not isinstance(init, dict):
+            init = provenance.initialisation(None)
+            init['description'] = 'unknown (resumed from %s, which has no record)' % latest
+        graph.init = init
+        log('resumed from %s at step %d (everything: network, momentum, step; %s; '
+            'initialised from %s)' % (latest, step, _record_summary(record),
+                                      init.get('description')))
         return step
-    if args.restore_from and args.restore_from.lower() != 'none':
+    if not from_scratch(args):
         prefix = checkpoints.resolve_checkpoint(args.restore_from)
+        parent = provenance.read_record(prefix)
         restored = checkpoints.restore_variables(sess, prefix, graph.network_variables,
                                                  skip_aspp=args.not_restore_last,
                                                  class_hint=checkpoints.TRAINING_HINT)
-        log('initialised %d network variables from %s%s; training starts at step 0' % (
-            len(restored), prefix,
-            ' (classifier fc1_voc12 left afresh: --not-restore-last)'
-            if args.not_restore_last else ''))
+        graph.init = provenance.initialisation(prefix, parent, not args.not_restore_last)
+        if parent and parent.get('image_mean') is not None and [
+                round(float(v), 3) for v in parent['image_mean']] != [
+                round(float(v), 3) for v in args.img_mean]:
+            _warn('--img-mean %s contradicts the record of %s (%s); using %s' % (
+                ','.join('%g' % v for v in args.img_mean), prefix,
+                ','.join('%g' % v for v in parent['image_mean']),
+                ','.join('%g' % v for v in args.img_mean)))
+        log('initialised %d network variables from %s%s (%s); optimiser state and step start '
+            'fresh: training starts at step 0' % (
+                len(restored), prefix,
+                ' (classifier fc1_voc12 left afresh: --not-restore-last)'
+                if args.not_restore_last else '', _record_summary(parent)))
     else:
+        graph.init = provenance.initialisation(None)
         log('training from scratch (He initialisation); step 0')
     return 0
+
+
+def _train_list(graph):
+    if getattr(graph, 'train_list', None) is None:
+        graph.train_list = provenance.list_info(graph.args.data_list)
+    return graph.train_list
+
+
+def class_names_of(args):
+    """--class-names FILE (checked against --num-classes), else the default names."""
+    names = None
+    if getattr(args, 'class_names', None):
+        names = provenance.read_class_names(args.class_names)
+        if len(names) != args.num_classes:
+            raise InputError('%s: %d class names for %d classes (--num-classes)'
+                             % (args.class_names, len(names), args.num_classes))
+    return colormap.class_names(args.num_classes, names)
 
 
 class StopFlag(object):
@@ -148,13 +278,35 @@ class StopFlag(object):
 
 
 def save_snapshot(sess, graph, step, log=print):
-    path = graph.saver.save(sess, os.path.join(graph.args.snapshot_dir, CKPT_NAME),
+    """Saves everything as <snapshot-dir>/model.ckpt-<step> and its provenance record
+    model.ckpt-<step>.json (provenance.training_record); drops the records of snapshots the
+    Saver has deleted (it keeps MAX_TO_KEEP)."""
+    args = graph.args
+    path = graph.saver.save(sess, os.path.join(args.snapshot_dir, CKPT_NAME),
                             global_step=step, write_meta_graph=False)
+    if getattr(graph, 'class_names', None) is None:
+        graph.class_names = class_names_of(args)
+    init = getattr(graph, 'init', None) or provenance.initialisation(None)
+    provenance.write_record(path, provenance.training_record(
+        args, _train_list(graph), init, step, graph.class_names))
+    _drop_stale_records(args.snapshot_dir)
     log('saved snapshot %s' % path)
     return path
 
 
+def _drop_stale_records(directory):
+    for name in os.listdir(directory):
+        if name.startswith(CKPT_NAME + '-') and name.endswith(provenance.RECORD_SUFFIX):
+            prefix = os.path.join(directory, name[:-len(provenance.RECORD_SUFFIX)])
+            if not os.path.exists(prefix + '.index'):
+                try:
+                    os.remove(prefix + provenance.RECORD_SUFFIX)
+                except OSError:
+                    pass
+
+
 def _format_step(step, num_steps, fetched, seconds, images):
+    """The progress line; `fetched` holds the means over the steps since the last line."""
     eta = format_seconds((num_steps - step) * seconds)
     return ('step %d/%d  loss %.4f (xent %.4f, wd %.4f)  acc %.3f  lr %.3g  %.2f s/step  '
             '%.2f img/s  ETA %s' % (step, num_steps, fetched['total'], fetched['xent'],
@@ -164,18 +316,24 @@ def _format_step(step, num_steps, fetched, seconds, images):
 
 def train(args, log=print):
     """Runs training to args.num_steps; returns the process exit code."""
+    # Checks that need no graph: the class names, the list and the snapshot to resume.
+    names = class_names_of(args)
+    train_list = provenance.list_info(args.data_list) if os.path.isfile(args.data_list) \
+        else None   # a missing list: ImageReader reports it
+    resume = check_resume(args, train_list) if train_list else None
     with tf.Graph().as_default():
         tf1.set_random_seed(args.random_seed)
         np.random.seed(args.random_seed)
         graph = TrainGraph(args)
+        graph.class_names, graph.train_list = names, train_list
         os.makedirs(args.snapshot_dir, exist_ok=True)
-        return _run(graph, args, log)
+        return _run(graph, args, log, resume)
 
 
-def _run(graph, args, log):
+def _run(graph, args, log, resume=None):
     with tf1.Session(config=session_config(args.threads)) as sess, StopFlag() as stop:
         sess.run([tf1.global_variables_initializer(), tf1.local_variables_initializer()])
-        step = restore_or_resume(sess, graph, args, log)
+        step = restore_or_resume(sess, graph, args, log, resume)
         writer = tf1.summary.FileWriter(args.snapshot_dir, graph=sess.graph)
         return _loop(sess, graph, args, step, writer, stop, log)
 
@@ -189,6 +347,7 @@ def _loop(sess, graph, args, step, writer, stop, log):
     fetch = dict(scalars, summary=graph.scalar_summary, arrays=graph.image_arrays,
                  op=graph.ops.apply if k == 1 else graph.ops.accumulate)
     last_saved = step
+    logged = {}   # sums since the last progress line: the line shows their mean
     try:
         while step < args.num_steps:
             start = time.time()
@@ -210,8 +369,14 @@ def _loop(sess, graph, args, step, writer, stop, log):
             writer.add_summary(out['summary'], step)
             if want_images:
                 writer.add_summary(image_summary(out['arrays'], args), step)
+            for key, value in dict(totals, seconds=seconds, n=1).items():
+                logged[key] = logged.get(key, 0.0) + value
             if step % args.log_every == 0 or step == args.num_steps:
-                log(_format_step(step, args.num_steps, totals, seconds, args.batch_size * k))
+                n = logged.pop('n')
+                means = {key: value / n for key, value in logged.items()}
+                log(_format_step(step, args.num_steps, means, means['seconds'],
+                                 args.batch_size * k))
+                logged = {}
             if step % args.save_pred_every == 0 or step == args.num_steps:
                 save_snapshot(sess, graph, step, log)
                 last_saved = step

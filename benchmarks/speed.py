@@ -1,0 +1,541 @@
+#!/usr/bin/env python
+"""Speed benchmark of the DeepLab-v2 ResNet-101 suite (CPU or GPU, graph mode).
+
+    python benchmarks/speed.py [--sizes 321x321,513x513,375x500] [--scales 1.0|1.0,0.75,0.5]
+        [--mode infer|train|pipeline|crf|all] [--threads N] [--json OUT] [--quick]
+        [--grappler] [--precision float32,bfloat16,amp] [--repeats 7]
+
+Prints one table and (with --json) writes every number. Random weights, generated inputs;
+nothing is downloaded or read from disk except what the script writes to a temp dir.
+
+Cases (each in a child process, so each has its own peak RSS, unless --in-process or --quick):
+  gemm      a [2048, 2048] x [2048, 2048] float32 matmul (bfloat16 too when a bfloat16 case
+            runs) in a session with the same thread settings: the machine's measured peak,
+            against which the network's achieved GFLOP/s is given as a fraction.
+  infer     Predictor's graph (msc.predict_probs, labels fetched) on a fixed-size float
+            placeholder, per size and scale set: images / s.
+  train     one step of the default recipe (msc_loss over 3 towers, frozen BN, momentum SGD
+            with the 1x/10x/20x groups, weight decay, grad-update-every 1), 321x321, batch 1,
+            inputs fed: steps / s (= images / s).
+  pipeline  ImageReader (tf.data, PIL decode, random scale + mirror + crop 321x321) on
+            generated 500x375 JPEG images and palette PNG labels: images / s, and the ratio to
+            the images / s that training consumes (when the train case ran).
+  crf       dense_crf of a 500x375 image, 21 classes, through CRFPool with 1 and 2 workers.
+
+Rates are the median over --repeats timed runs after warm-up runs. FLOPs are counted from
+the graph's static shapes (the placeholder has a fixed size), multiply-add = 2: Conv2D,
+Conv2DBackpropInput / Filter (training) and MatMul / BatchMatMul. `first_run_s` is the
+first Session.run (graph optimisation, Grappler when on, and oneDNN primitive creation).
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+NUM_CLASSES = 21
+TRAIN_SCALES = (1.0, 0.75, 0.5)   # constants.TRAIN_SCALES (not imported: no TF in the parent)
+TRAIN_SIZE = (321, 321)
+PIPELINE_IMAGE = (375, 500)   # H, W (a VOC landscape image)
+CRF_IMAGE = (375, 500)
+GEMM_N = 2048
+RESULT_PREFIX = 'SPEED_RESULT '
+
+# --quick: a smoke test. Its training step has one tower (building the gradients of three
+# takes 25-50 s on 2 busy cores); everything else is the full case at a tiny size.
+QUICK = dict(sizes=[(65, 65)], train_size=(65, 65), train_scales=(1.0,), crop=(65, 65),
+             pipeline_image=(75, 100), crf_image=(75, 100), gemm_n=512, warmup=1, repeats=2,
+             pipeline_images=4)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def peak_rss_mb(who=resource.RUSAGE_SELF):
+    return resource.getrusage(who).ru_maxrss / 1024.0   # Linux: kilobytes
+
+
+def time_runs(fn, warmup, repeats):
+    """Runs fn warmup + repeats times; returns (first call seconds, [timed seconds])."""
+    first = None
+    for _ in range(warmup):
+        t = time.perf_counter()
+        fn()
+        first = time.perf_counter() - t if first is None else first
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+        first = times[0] if first is None else first
+    return first, times
+
+
+def count_flops(graph):
+    """Multiply-add = 2 FLOPs of the graph's Conv2D (and gradient) and MatMul ops, from
+    static shapes. Returns (flops, number of such ops with unknown shapes)."""
+    total, unknown = 0, 0
+    for op in graph.get_operations():
+        try:
+            if op.type in ('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter'):
+                if op.type == 'Conv2D':
+                    out = op.outputs[0].shape.as_list()
+                    k_h, k_w, c_in, _ = op.inputs[1].shape.as_list()
+                elif op.type == 'Conv2DBackpropInput':
+                    out = op.inputs[2].shape.as_list()     # out_backprop
+                    k_h, k_w, c_in, _ = op.inputs[1].shape.as_list()
+                else:
+                    out = op.inputs[2].shape.as_list()
+                    k_h, k_w, c_in, _ = op.outputs[0].shape.as_list()
+                n, h, w, c_out = out
+                total += 2 * n * h * w * c_out * k_h * k_w * c_in
+            elif op.type == 'MatMul':
+                a = op.inputs[0].shape.as_list()
+                k = a[0] if op.get_attr('transpose_a') else a[1]
+                m, n = op.outputs[0].shape.as_list()
+                total += 2 * m * n * k
+            elif op.type.startswith('BatchMatMul'):
+                a = op.inputs[0].shape.as_list()
+                adj = op.get_attr('adj_x')
+                k = a[-2] if adj else a[-1]
+                out = op.outputs[0].shape.as_list()
+                size = 1
+                for d in out:
+                    size *= d
+                total += 2 * size * k
+        except (TypeError, ValueError):   # None in a shape
+            unknown += 1
+    return total, unknown
+
+
+def session_config(spec):
+    import tensorflow as tf
+    from deeplab_resnet.utils import session_config as base
+    precision = spec.get('precision', 'float32')
+    grappler = spec['grappler'] or precision == 'amp'
+    config = base(spec['threads'], optimize_graph=grappler)
+    if precision == 'amp':
+        opts = config.graph_options.rewrite_options
+        opts.auto_mixed_precision_onednn_bfloat16 = \
+            tf.compat.v1.ConfigProto().graph_options.rewrite_options.ON
+    return config
+
+
+def random_images(shape, seed=0):
+    import numpy as np
+    return np.random.RandomState(seed).uniform(-120.0, 130.0, shape).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- cases
+
+def case_gemm(spec):
+    import tensorflow as tf
+    tf1 = tf.compat.v1
+    n = spec['gemm_n']
+    dtype = tf.bfloat16 if spec.get('precision') == 'bfloat16' else tf.float32
+    with tf.Graph().as_default() as g:
+        a = tf1.Variable(tf.cast(tf1.random_normal([n, n], seed=1), dtype))
+        b = tf1.Variable(tf.cast(tf1.random_normal([n, n], seed=2), dtype))
+        c = tf.matmul(a, b)
+        with tf1.Session(graph=g, config=session_config(spec)) as sess:
+            sess.run(tf1.global_variables_initializer())
+            first, times = time_runs(lambda: sess.run(c.op), spec['warmup'] + 2,
+                                     max(spec['repeats'], 5))
+    flops = 2 * n ** 3
+    med = statistics.median(times)
+    return dict(rate=1.0 / med, unit='matmul/s', flops=flops, gflops_per_s=flops / med / 1e9,
+                first_run_s=first, times_s=times, median_s=med)
+
+
+def _bf16_logits(images, num_classes, scales):
+    """msc.multi_scale_logits with the towers in bfloat16: variables (float32) and each
+    tower's input are cast to bfloat16 inside the graph; logits go back to float32."""
+    import tensorflow as tf
+    from deeplab_resnet.model import DeepLabResNetModel
+    from deeplab_resnet.utils import resize_bilinear, scaled_size
+    tf1 = tf.compat.v1
+
+    def cast_getter(getter, *args, **kwargs):
+        return tf.cast(getter(*args, **kwargs), tf.bfloat16)
+
+    size = tf.shape(images)[1:3]
+    per_scale = []
+    for i, scale in enumerate(scales):
+        inputs = images if scale == 1.0 else resize_bilinear(images, scaled_size(size, scale))
+        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True if i else None,
+                                custom_getter=cast_getter):
+            net = DeepLabResNetModel({'data': tf.cast(inputs, tf.bfloat16)}, False,
+                                     num_classes)
+        per_scale.append(tf.cast(net.logits, tf.float32))
+    fused = per_scale[0]
+    for logits in per_scale[1:]:
+        fused = tf.maximum(fused, resize_bilinear(logits, tf.shape(fused)[1:3]))
+    return fused
+
+
+def case_infer(spec):
+    import tensorflow as tf
+    from deeplab_resnet import msc
+    from deeplab_resnet.utils import resize_bilinear
+    tf1 = tf.compat.v1
+    h, w = spec['size']
+    scales = tuple(spec['scales'])
+    t0 = time.perf_counter()
+    with tf.Graph().as_default() as g:
+        images = tf1.placeholder(tf.float32, [1, h, w, 3], name='images')
+        if spec.get('precision') == 'bfloat16':
+            logits = resize_bilinear(_bf16_logits(images, NUM_CLASSES, scales), [h, w])
+            labels = tf.argmax(logits, axis=3, output_type=tf.int32)
+        else:
+            _, labels = msc.predict_probs(images, NUM_CLASSES, scales)
+        flops, unknown = count_flops(g)
+        init = tf1.global_variables_initializer()
+        build_s = time.perf_counter() - t0
+        feed = {images: random_images([1, h, w, 3])}
+        with tf1.Session(graph=g, config=session_config(spec)) as sess:
+            sess.run(init)
+            first, times = time_runs(lambda: sess.run(labels, feed), spec['warmup'],
+                                     spec['repeats'])
+    med = statistics.median(times)
+    return dict(rate=1.0 / med, unit='img/s', flops=flops, flops_unknown_ops=unknown,
+                gflops_per_s=flops / med / 1e9, build_s=build_s, first_run_s=first,
+                times_s=times, median_s=med)
+
+
+def case_train(spec):
+    import numpy as np
+    import tensorflow as tf
+    from deeplab_resnet import checkpoints, losses, msc, optim
+    tf1 = tf.compat.v1
+    h, w = spec['size']
+    scales = tuple(spec['scales'])
+    t0 = time.perf_counter()
+    with tf.Graph().as_default() as g:
+        images = tf1.placeholder(tf.float32, [1, h, w, 3], name='images')
+        labels = tf1.placeholder(tf.uint8, [1, h, w, 1], name='labels')
+        global_step = tf1.train.get_or_create_global_step()
+        out = msc.multi_scale_logits(images, NUM_CLASSES, False, scales)
+        network = checkpoints.model_variables()
+        loss = losses.msc_loss(out, labels, NUM_CLASSES, network, 0.0005, scales)
+        trainable = [v for v in network if v in tf1.trainable_variables()]
+        ops = optim.build_train_ops(loss.total, trainable, 2.5e-4, 0.9, 20001, 0.9, 1,
+                                    global_step)
+        flops, unknown = count_flops(g)
+        init = tf1.global_variables_initializer()
+        build_s = time.perf_counter() - t0
+        rs = np.random.RandomState(0)
+        lab = rs.randint(0, NUM_CLASSES, [1, h, w, 1]).astype(np.uint8)
+        lab[:, :, -10:] = 255
+        feed = {images: random_images([1, h, w, 3]), labels: lab}
+        with tf1.Session(graph=g, config=session_config(spec)) as sess:
+            sess.run(init)
+            first, times = time_runs(lambda: sess.run([ops.apply, loss.total], feed),
+                                     spec['warmup'], spec['repeats'])
+    med = statistics.median(times)
+    return dict(rate=1.0 / med, unit='step/s', flops=flops, flops_unknown_ops=unknown,
+                gflops_per_s=flops / med / 1e9, build_s=build_s, first_run_s=first,
+                times_s=times, median_s=med)
+
+
+def write_dataset(directory, count, size_hw):
+    """count JPEG images (smooth colours + noise) and palette PNG labels; returns the list."""
+    import numpy as np
+    from PIL import Image
+    from deeplab_resnet.colormap import voc_palette_flat
+    h, w = size_hw
+    rs = np.random.RandomState(0)
+    os.makedirs(os.path.join(directory, 'img'))
+    os.makedirs(os.path.join(directory, 'lab'))
+    yy, xx = np.mgrid[0:h, 0:w]
+    lines = []
+    for i in range(count):
+        base = np.stack([(xx * (i + 1)) % 256, (yy * 2 + 40 * i) % 256,
+                         (xx + yy) % 256], axis=-1).astype(np.float32)
+        rgb = np.clip(base + rs.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(os.path.join(directory, 'img', '%03d.jpg' % i), quality=90)
+        lab = ((xx // 50 + yy // 50 + i) % NUM_CLASSES).astype(np.uint8)
+        lab[:4] = 255
+        img = Image.fromarray(lab, 'P')
+        img.putpalette(voc_palette_flat())
+        img.save(os.path.join(directory, 'lab', '%03d.png' % i))
+        lines.append('/img/%03d.jpg /lab/%03d.png' % (i, i))
+    list_path = os.path.join(directory, 'train.txt')
+    with open(list_path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return list_path
+
+
+def case_pipeline(spec):
+    import tensorflow as tf
+    from deeplab_resnet.image_reader import ImageReader
+    tf1 = tf.compat.v1
+    per_run = spec['pipeline_images']
+    with tempfile.TemporaryDirectory() as tmp:
+        list_path = write_dataset(tmp, 16, spec['image'])
+        with tf.Graph().as_default() as g:
+            reader = ImageReader(tmp, list_path, tuple(spec['crop']), random_scale=True,
+                                 random_mirror=True, seed=1234)
+            images, labels = reader.dequeue(1)
+            with tf1.Session(graph=g, config=session_config(spec)) as sess:
+                def run():
+                    for _ in range(per_run):
+                        sess.run([images, labels])
+                first, times = time_runs(run, spec['warmup'], spec['repeats'])
+    med = statistics.median(times)
+    return dict(rate=per_run / med, unit='img/s', first_run_s=first, times_s=times,
+                median_s=med, images_per_run=per_run)
+
+
+def _crf_inputs(size_hw, seed):
+    import numpy as np
+    h, w = size_hw
+    rs = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.float32)
+    rgb = np.clip(rgb + rs.normal(0, 10, rgb.shape), 0, 255).astype(np.uint8)
+    # Smooth logits: coarse random field upsampled (nearest) plus noise, then softmax.
+    coarse = rs.normal(0, 3, (h // 25 + 1, w // 25 + 1, NUM_CLASSES))
+    logits = coarse.repeat(25, 0).repeat(25, 1)[:h, :w] + rs.normal(0, 1, (h, w, NUM_CLASSES))
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return rgb, (e / e.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def case_crf(spec):
+    from deeplab_resnet.crf import CRFPool
+    workers = spec['workers']
+    inputs = [_crf_inputs(spec['image'], s) for s in range(2)]
+    per_run = 2 * workers
+
+    with CRFPool(num_workers=workers) as pool:
+        def run():
+            for i in range(per_run):
+                image, probs = inputs[i % 2]
+                pool.submit(i, image, probs)
+            for _ in pool.results():
+                pass
+        first, times = time_runs(run, spec['warmup'], spec['repeats'])
+        workers_rss = _workers_peak_rss_mb(pool)
+    med = statistics.median(times)
+    return dict(rate=per_run / med, unit='img/s', first_run_s=first, times_s=times,
+                median_s=med, images_per_run=per_run, workers_peak_rss_mb=workers_rss)
+
+
+def _workers_peak_rss_mb(pool):
+    """Largest VmHWM of the pool's worker processes (fresh interpreters, so their own
+    peak), or None where /proc or the executor's process table is unavailable."""
+    try:
+        pids = list(pool._executor._processes)
+        peaks = []
+        for pid in pids:
+            with open('/proc/%d/status' % pid) as f:
+                peaks += [int(l.split()[1]) / 1024.0 for l in f if l.startswith('VmHWM')]
+        return max(peaks) if peaks else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+CASES = {'gemm': case_gemm, 'infer': case_infer, 'train': case_train,
+         'pipeline': case_pipeline, 'crf': case_crf}
+
+
+def run_case(spec):
+    """Runs one case in this process; returns its result dict (spec fields included)."""
+    t = time.perf_counter()
+    result = dict(spec)
+    result.update(CASES[spec['kind']](spec))
+    result['peak_rss_mb'] = peak_rss_mb()
+    result['case_wall_s'] = time.perf_counter() - t
+    if 'tensorflow' in sys.modules:
+        result['tensorflow'] = sys.modules['tensorflow'].__version__
+    return result
+
+
+def run_case_subprocess(spec):
+    cmd = [sys.executable, os.path.abspath(__file__), '--run-case', json.dumps(spec)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX):])
+    raise RuntimeError('case %s failed (exit %d):\n%s' % (spec['name'], proc.returncode,
+                                                          proc.stderr[-4000:]))
+
+
+# ----------------------------------------------------------------------------- plan
+
+def parse_size(text):
+    h, w = text.lower().split('x')
+    return int(h), int(w)
+
+
+def build_specs(args):
+    quick = QUICK if args.quick else {}
+    sizes = quick.get('sizes') or [parse_size(s) for s in args.sizes.split(',') if s]
+    scale_sets = [tuple(float(s) for s in group.split(',') if s)
+                  for group in args.scales.replace(';', '|').split('|') if group.strip()]
+    precisions = [p for p in args.precision.split(',') if p]
+    modes = ['infer', 'train', 'pipeline', 'crf'] if args.mode == 'all' else [args.mode]
+    common = dict(threads=args.threads, grappler=args.grappler,
+                  warmup=quick.get('warmup', args.warmup),
+                  repeats=quick.get('repeats', args.repeats))
+    specs = []
+    needs_bf16 = 'bfloat16' in precisions or 'amp' in precisions
+    if 'infer' in modes or 'train' in modes:
+        for p in ['float32'] + (['bfloat16'] if needs_bf16 and 'infer' in modes else []):
+            specs.append(dict(common, kind='gemm', name='gemm_%s' % p, precision=p,
+                              gemm_n=quick.get('gemm_n', GEMM_N)))
+    if 'infer' in modes:
+        for p in precisions:
+            for (h, w) in sizes:
+                for scales in scale_sets:
+                    name = 'infer_%dx%d_%dscale%s' % (h, w, len(scales),
+                                                       '' if p == 'float32' else '_' + p)
+                    specs.append(dict(common, kind='infer', name=name, size=[h, w],
+                                      scales=list(scales), precision=p))
+    if 'train' in modes:
+        size = quick.get('train_size') or parse_size(args.train_size)
+        scales = quick.get('train_scales', TRAIN_SCALES)
+        specs.append(dict(common, kind='train', name='train_%dx%d_%dscale' % (
+            size + (len(scales),)), size=list(size), scales=list(scales), precision='float32'))
+    if 'pipeline' in modes:
+        crop = quick.get('crop') or parse_size(args.train_size)
+        image = quick.get('pipeline_image', PIPELINE_IMAGE)
+        specs.append(dict(common, kind='pipeline', crop=list(crop), image=list(image),
+                          name='pipeline_%dx%d_crop%dx%d' % (image[1], image[0], crop[0],
+                                                             crop[1]),
+                          pipeline_images=quick.get('pipeline_images', 20)))
+    if 'crf' in modes:
+        image = quick.get('crf_image', CRF_IMAGE)
+        for workers in (1, 2):
+            specs.append(dict(common, kind='crf', workers=workers, image=list(image),
+                              name='crf_%dx%d_%dworker' % (image[1], image[0], workers)))
+    return specs
+
+
+def finish(results):
+    """Adds the fraction of the measured GEMM peak and the pipeline / training ratio."""
+    gemm = {r['precision']: r for r in results if r['kind'] == 'gemm'}
+    train = [r for r in results if r['kind'] == 'train']
+    for r in results:
+        if r['kind'] in ('infer', 'train') and 'float32' in gemm:
+            r['fraction_of_fp32_gemm_peak'] = r['gflops_per_s'] / gemm['float32']['gflops_per_s']
+            if r['precision'] != 'float32' and 'bfloat16' in gemm:
+                r['fraction_of_bf16_gemm_peak'] = (r['gflops_per_s']
+                                                   / gemm['bfloat16']['gflops_per_s'])
+        if r['kind'] == 'pipeline' and train:
+            # A training step consumes batch (1) images.
+            r['ratio_vs_train_consumption'] = r['rate'] / train[0]['rate']
+    return results
+
+
+def load_average():
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
+def cpu_model():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def format_table(results):
+    head = ('case', 'rate', 'unit', 'median s', 'GFLOP', 'GFLOP/s', '%peak', 'first s',
+            'RSS MB', 'note')
+    rows = []
+    for r in results:
+        note = ''
+        if 'ratio_vs_train_consumption' in r:
+            note = '%.1fx training need' % r['ratio_vs_train_consumption']
+        if r.get('workers_peak_rss_mb'):
+            note = 'each worker %.0f MB' % r['workers_peak_rss_mb']
+        if 'fraction_of_bf16_gemm_peak' in r:
+            note = '%.0f%% of bf16 peak' % (100 * r['fraction_of_bf16_gemm_peak'])
+        frac = r.get('fraction_of_fp32_gemm_peak')
+        rows.append((r['name'], '%.3f' % r['rate'], r['unit'], '%.3f' % r['median_s'],
+                     '%.1f' % (r['flops'] / 1e9) if r.get('flops') else '-',
+                     '%.1f' % r['gflops_per_s'] if r.get('gflops_per_s') else '-',
+                     '%.0f%%' % (100 * frac) if frac is not None else '-',
+                     '%.1f' % r['first_run_s'], '%.0f' % r['peak_rss_mb'], note))
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: '  '.join(str(c).ljust(wd) for c, wd in zip(cells, widths)).rstrip()
+    return '\n'.join([line(head), line(['-' * wd for wd in widths])] + [line(r) for r in rows])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--sizes', default='321x321,513x513,375x500',
+                   help='inference sizes HxW, comma-separated (default %(default)s)')
+    p.add_argument('--scales', default='1.0|1.0,0.75,0.5',
+                   help="inference scale sets separated by '|' (default %(default)s)")
+    p.add_argument('--train-size', default='321x321', help='training crop (default %(default)s)')
+    p.add_argument('--mode', default='all', choices=['infer', 'train', 'pipeline', 'crf', 'all'])
+    p.add_argument('--threads', type=int, default=0,
+                   help='intra-op threads (0: TensorFlow default), as --threads of the scripts')
+    p.add_argument('--precision', default='float32',
+                   help='inference precisions, comma-separated: float32, bfloat16 (towers '
+                        'cast to bfloat16 in the graph), amp (Grappler oneDNN bfloat16 '
+                        'auto-mixed-precision; turns Grappler on)')
+    p.add_argument('--grappler', action='store_true',
+                   help='run Grappler (utils.session_config(optimize_graph=True))')
+    p.add_argument('--repeats', type=int, default=7, help='timed runs (default %(default)s)')
+    p.add_argument('--warmup', type=int, default=1, help='warm-up runs (default %(default)s)')
+    p.add_argument('--quick', action='store_true',
+                   help='tiny sizes, 1 warm-up + 2 timed runs (a smoke test)')
+    p.add_argument('--in-process', action='store_true',
+                   help='run every case in this process (peak RSS is then cumulative; the '
+                        'default with --quick, to import TensorFlow once)')
+    p.add_argument('--json', help='write the results here')
+    p.add_argument('--run-case', help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.run_case:
+        result = run_case(json.loads(args.run_case))
+        print(RESULT_PREFIX + json.dumps(result))
+        return 0
+
+    for prec in args.precision.split(','):
+        if prec and prec not in ('float32', 'bfloat16', 'amp'):
+            p.error('unknown precision %r' % prec)
+    specs = build_specs(args)
+    meta = dict(command=' '.join([os.path.basename(sys.executable)] + sys.argv),
+                argv=sys.argv[1:], quick=args.quick, threads=args.threads,
+                grappler=args.grappler, cpu=cpu_model(), cpu_count=os.cpu_count(),
+                python=platform.python_version(), load_average_start=load_average(),
+                started=time.strftime('%Y-%m-%dT%H:%M:%S'))
+    meta['isolated'] = isolated = not (args.in_process or args.quick)
+    results = []
+    for spec in specs:
+        print('... %s' % spec['name'], file=sys.stderr, flush=True)
+        results.append(run_case_subprocess(spec) if isolated else run_case(spec))
+    finish(results)
+    meta['load_average_end'] = load_average()
+    meta['tensorflow'] = next((r['tensorflow'] for r in results if r.get('tensorflow')), None)
+    print(format_table(results))
+    print('load average (1, 5, 15 min): start %s, end %s' % (
+        ', '.join('%.2f' % x for x in meta['load_average_start'] or []),
+        ', '.join('%.2f' % x for x in meta['load_average_end'] or [])))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'meta': meta, 'cases': results}, f, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The end-to-end demo behind `make demo`: generate the synthetic dataset, train train_msc.py
+# from scratch on it, evaluate with and without CRF, and segment validation images.
+# Usage: bash dataset/run_demo.sh PYTHON OUT_DIR [--images-only]
+set -euo pipefail
+PY=${1:-python3}
+OUT=${2:-demo_run}
+DATA=$OUT/data
+SNAP=$OUT/snapshots
+# Chosen to finish within ~15 minutes on 2 CPU cores (see README, "The demo").
+STEPS=${DEMO_STEPS:-300}
+CROP=${DEMO_CROP:-49,49}
+BATCH=${DEMO_BATCH:-2}
+LR=${DEMO_LR:-2.5e-4}
+COMMON=(--data-dir "$DATA" --num-classes 5 --threads "${DEMO_THREADS:-2}")
+
+start=$(date +%s)
+echo "== 1/5 demo data -> $DATA"
+"$PY" -m dataset.demo_data --out "$DATA" --num-train 200 --num-val 40 --seed 0
+
+if [ "${3:-}" != "--images-only" ]; then
+echo "== 2/5 train (DeepLab-v2 ResNet-101, 3 scales, from scratch, $STEPS steps) -> $SNAP"
+"$PY" train_msc.py "${COMMON[@]}" --data-list "$DATA/train.txt" --input-size "$CROP" \
+    --batch-size "$BATCH" --grad-update-every 1 --num-steps "$STEPS" --is-training \
+    --random-mirror --random-scale --learning-rate "$LR" --aspp-lr-mult 0.1,0.2 \
+    --restore-from none --class-names "$DATA/class_names.txt" \
+    --save-pred-every 100 --save-num-images 2 --log-every 10 --snapshot-dir "$SNAP"
+
+echo "== 3/5 evaluate (3 scales)"
+"$PY" evaluate_msc.py "${COMMON[@]}" --data-list "$DATA/val.txt" --restore-from "$SNAP" \
+    --scales 1.0,0.75,0.5 --class-names "$DATA/class_names.txt" \
+    --save-dir "$OUT/eval" --output-json "$OUT/eval.json"
+
+echo "== 4/5 evaluate with dense CRF"
+"$PY" evaluate_msc_with_CRF.py "${COMMON[@]}" --data-list "$DATA/val.txt" \
+    --restore-from "$SNAP" --scales 1.0,0.75,0.5 --class-names "$DATA/class_names.txt" \
+    --output-json "$OUT/eval_crf.json"
+fi
+
+echo "== 5/5 inference on validation images -> $OUT/inference"
+"$PY" inference.py "$DATA"/JPEGImages/val_0000[0-5].jpg "$SNAP" --num-classes 5 \
+    --scales 1.0,0.75,0.5 --save-dir "$OUT/inference" --overlay --save-labels
+
+"$PY" -m dataset.readme_images --demo-dir "$OUT" --out images
+
+echo
+echo "demo finished in $(( $(date +%s) - start )) s"
+echo "  metrics:      $OUT/eval.json, $OUT/eval_crf.json (predictions in $OUT/eval/)"
+echo "  masks:        $OUT/inference/"
+echo "  TensorBoard:  $PY -m tensorboard.main --logdir $SNAP"

@@ -1,0 +1,217 @@
+"""train_msc.py: accumulation, learning, summaries, snapshots / resume, bad input."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import train_msc
+from deeplab_resnet import checkpoints, losses, msc, optim
+from deeplab_resnet.utils import session_config
+from helpers import make_checkpoint, make_dataset
+
+tf1 = tf.compat.v1
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 33
+LEARNING_TEST_LR = '2.5e-4'
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('train_data'))
+    return root, make_dataset(root, num_images=6, sizes=((40, 50), (41, 37)), num_classes=3)
+
+
+def base_args(data, snapshot_dir, *extra):
+    root, lst = data
+    return ['--data-dir', root, '--data-list', lst, '--input-size', '%d,%d' % (SIZE, SIZE),
+            '--num-classes', '3', '--batch-size', '2', '--grad-update-every', '1',
+            '--snapshot-dir', str(snapshot_dir), '--threads', '2'] + list(extra)
+
+
+def read_events(directory):
+    scalars, images, graphs = {}, {}, 0
+    for name in sorted(os.listdir(directory)):
+        if not name.startswith('events.'):
+            continue
+        for event in tf1.train.summary_iterator(os.path.join(directory, name)):
+            graphs += bool(event.graph_def)
+            for value in event.summary.value:
+                if value.HasField('image'):
+                    images.setdefault(value.tag, []).append((event.step, value.image))
+                else:
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars, images, graphs
+
+
+def _train_graph(batch, k):
+    """Frozen batch norm, three towers, the real loss and update ops on placeholders."""
+    images = tf1.placeholder(tf.float32, [batch, SIZE, SIZE, 3])
+    labels = tf1.placeholder(tf.uint8, [batch, SIZE, SIZE, 1])
+    out = msc.multi_scale_logits(images, 3, is_training=False)
+    variables = checkpoints.model_variables()
+    loss = losses.msc_loss(out, labels, 3, variables, 5e-4, (1.0, 0.75, 0.5))
+    trainable = [v for v in variables if v in tf1.trainable_variables()]
+    ops = optim.build_train_ops(loss.total, trainable, 1e-3, 0.9, 10, 0.9, k)
+    return images, labels, ops, trainable
+
+
+def test_accumulated_micro_batches_equal_one_big_batch(tmp_path):
+    """With frozen batch norm, 2 accumulated batches of 1 give the update of one batch of 2
+    (two updates, so that the momentum is exercised too)."""
+    rng = np.random.RandomState(0)
+    x = rng.normal(0, 50, (2, 2, SIZE, SIZE, 3)).astype(np.float32)   # [update, image, ...]
+    y = rng.randint(0, 3, (2, 2, SIZE, SIZE, 1)).astype(np.uint8)
+    init = make_checkpoint(str(tmp_path), num_classes=3, aspp_std=0.1)
+    results = []
+    for batch, k in [(2, 1), (1, 2)]:
+        with tf.Graph().as_default():
+            images, labels, ops, trainable = _train_graph(batch, k)
+            with tf1.Session(config=session_config(2)) as sess:
+                sess.run([tf1.global_variables_initializer(),
+                          tf1.local_variables_initializer()])
+                checkpoints.restore_variables(sess, init, checkpoints.model_variables())
+                for update in range(2):
+                    if k == 1:
+                        sess.run(ops.apply, {images: x[update], labels: y[update]})
+                    else:
+                        for i in range(2):
+                            sess.run(ops.accumulate, {images: x[update, i:i + 1],
+                                                      labels: y[update, i:i + 1]})
+                        sess.run(ops.apply)
+                results.append({v.op.name: sess.run(v) for v in trainable})
+    moved = 0
+    for name, value in results[0].items():
+        np.testing.assert_allclose(results[1][name], value, rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+    with tf.Graph().as_default():
+        start = dict((n, tf.train.load_variable(init, n)) for n in results[0])
+    moved = sum(not np.allclose(start[n], results[0][n]) for n in results[0])
+    assert moved == len(results[0])   # every trainable variable took part
+
+
+def test_training_learns_and_writes_summaries(data, tmp_path):
+    snap = tmp_path / 'snap'
+    code = train_msc.main(base_args(data, snap, '--num-steps', '30', '--is-training',
+                                    '--learning-rate', LEARNING_TEST_LR,
+                                    '--save-pred-every', '15', '--save-num-images', '2'))
+    assert code == 0
+    scalars, images, graphs = read_events(str(snap))
+    for tag in ['loss/total', 'loss/cross_entropy', 'loss/weight_decay', 'loss/fused',
+                'loss/scale_1', 'loss/scale_0.75', 'loss/scale_0.5', 'learning_rate',
+                'pixel_accuracy']:
+        assert [s for s, _ in scalars[tag]] == list(range(1, 31)), tag
+    fused = [v for _, v in scalars['loss/fused']]
+    assert np.mean(fused[-5:]) < 0.5 * fused[0], fused
+    lr = dict(scalars['learning_rate'])
+    assert lr[1] == pytest.approx(float(LEARNING_TEST_LR))                 # step 0's rate
+    assert lr[11] == pytest.approx(float(LEARNING_TEST_LR) * (1 - 10 / 30.) ** 0.9, rel=1e-5)
+    assert graphs >= 1
+    # Two rows of image | label | prediction, each SIZE x 3 SIZE, at steps 15 and 30.
+    assert sorted(images) == ['image_label_prediction/image/0', 'image_label_prediction/image/1']
+    for shots in images.values():
+        assert [s for s, _ in shots] == [15, 30]
+        assert (shots[0][1].height, shots[0][1].width) == (SIZE, 3 * SIZE)
+    assert sorted(os.listdir(str(snap))).count('checkpoint') == 1
+    assert checkpoints.latest_in_dir(str(snap)).endswith('model.ckpt-30')
+    stored = dict(tf.train.list_variables(str(snap / 'model.ckpt-30')))
+    assert 'conv1/weights/Momentum' in stored and 'global_step' in stored
+
+
+def _start(data, snap, *extra):
+    cmd = [sys.executable, os.path.join(ROOT, 'train_msc.py')] + base_args(data, snap, *extra)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED='1'))
+
+
+def _read_until(proc, needle, timeout=240):
+    lines, start = [], time.time()
+    while time.time() - start < timeout:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    proc.kill()
+    raise AssertionError('%r not seen in:\n%s' % (needle, ''.join(lines)))
+
+
+def test_kill_and_resume_continue_the_schedule(data, tmp_path):
+    snap = tmp_path / 'snap'
+    proc = _start(data, snap, '--num-steps', '6', '--save-pred-every', '2', '--is-training')
+    _read_until(proc, 'saved snapshot')
+    proc.send_signal(signal.SIGKILL)          # a crash: no chance to save
+    proc.wait(timeout=60)
+    saved = checkpoints.latest_in_dir(str(snap))
+    step = int(saved.rsplit('-', 1)[1])
+    before = tf.train.load_variable(saved, 'res5c_branch2c/weights')
+    proc = _start(data, snap, '--num-steps', '6', '--save-pred-every', '2', '--is-training')
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out
+    assert 'resumed from %s at step %d' % (saved, step) in out
+    steps = [int(l.split()[1].split('/')[0]) for l in out.splitlines() if l.startswith('step ')]
+    assert steps == list(range(step + 1, 7))
+    lr_first = float(out.split('step %d/6' % (step + 1))[1].split(' lr ')[1].split()[0])
+    assert lr_first == pytest.approx(2.5e-4 * (1 - step / 6.) ** 0.9, rel=1e-2)
+    after = tf.train.load_variable(str(snap / 'model.ckpt-6'), 'res5c_branch2c/weights')
+    # Continued from the snapshot: a few small updates away, not a fresh initialisation.
+    assert np.abs(after - before).max() < 0.05 * np.abs(before).max()
+
+
+def test_ctrl_c_saves_a_snapshot(data, tmp_path):
+    snap = tmp_path / 'snap'
+    proc = _start(data, snap, '--num-steps', '1000', '--save-pred-every', '500',
+                  '--is-training')
+    _read_until(proc, 'step 1/1000')
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    saved = checkpoints.latest_in_dir(str(snap))
+    assert saved is not None and 'interrupted at step' in out
+    assert 'run the same command to continue' in out
+
+
+def _error_line(capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        train_msc.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return info.value.code, err
+
+
+def test_bad_input(data, tmp_path, capsys):
+    root, lst = data
+    broken = tmp_path / 'broken.txt'
+    broken.write_text(open(lst).read() + '/images/nope.jpg /labels/nope.png\n')
+    code, err = _error_line(capsys, base_args((root, str(broken)), tmp_path / 's1',
+                                              '--num-steps', '1'))
+    assert code == 2 and len(err) == 1 and 'nope.jpg' in err[0] and 'line 7' in err[0]
+
+    for flags in (['--input-size', '321'], ['--num-steps', '-3'], ['--img-mean', '1,2']):
+        with pytest.raises(SystemExit) as info:
+            train_msc.get_arguments(flags)
+        assert info.value.code == 2
+
+    other = make_checkpoint(str(tmp_path / 'ck21'), num_classes=21)
+    code, err = _error_line(capsys, base_args(data, tmp_path / 's2', '--num-steps', '1',
+                                              '--restore-from', other))
+    assert code == 2 and len(err) == 1
+    assert '21 classes' in err[0] and '--num-classes is 3' in err[0]
+    assert '--not-restore-last' in err[0]
+
+
+def test_not_restore_last_and_non_finite_loss(data, tmp_path, capsys):
+    other = make_checkpoint(str(tmp_path / 'ck21'), num_classes=21)
+    assert train_msc.main(base_args(data, tmp_path / 's3', '--num-steps', '1',
+                                    '--restore-from', str(tmp_path / 'ck21'),
+                                    '--not-restore-last')) == 0
+    out = capsys.readouterr().out
+    assert 'initialised 520 network variables from %s' % other in out
+    code = train_msc.main(base_args(data, tmp_path / 's4', '--num-steps', '5',
+                                    '--learning-rate', '1e30'))
+    out = capsys.readouterr().out
+    assert code == 3 and 'the loss is not finite' in out and 'at step' in out
