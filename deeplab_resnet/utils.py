@@ -12,6 +12,8 @@ from deeplab_resnet.colormap import colourise
 from deeplab_resnet.constants import IMG_MEAN_BGR
 
 tf1 = tf.compat.v1
+# The suite uses tf.compat.v1 on purpose: TensorFlow's deprecation notices are noise here.
+tf.get_logger().setLevel('ERROR')
 
 
 def resize_bilinear(x, size):
