@@ -96,8 +96,11 @@ def test_accumulated_micro_batches_equal_one_big_batch(tmp_path):
 
 def test_training_learns_and_writes_summaries(data, tmp_path):
     snap = tmp_path / 'snap'
+    # From scratch, the paper's x10 / x20 classifier rates oscillate (README, The demo);
+    # with 0.1 / 0.2 the fused loss measured 2.60 at step 1 and 0.66 over steps 26-30.
     code = train_msc.main(base_args(data, snap, '--num-steps', '30', '--is-training',
                                     '--learning-rate', LEARNING_TEST_LR,
+                                    '--aspp-lr-mult', '0.1,0.2',
                                     '--save-pred-every', '15', '--save-num-images', '2'))
     assert code == 0
     scalars, images, graphs = read_events(str(snap))
@@ -195,6 +198,7 @@ def test_bad_input(data, tmp_path, capsys):
         with pytest.raises(SystemExit) as info:
             train_msc.get_arguments(flags)
         assert info.value.code == 2
+    capsys.readouterr()   # argparse's usage lines
 
     other = make_checkpoint(str(tmp_path / 'ck21'), num_classes=21)
     code, err = _error_line(capsys, base_args(data, tmp_path / 's2', '--num-steps', '1',
