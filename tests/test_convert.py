@@ -5,7 +5,6 @@ The synthetic caffemodels are full-size (ResNet-101 + ASPP, about 176 MB each, i
 temporary directory); the parity check runs the whole network at 321x321, 375x500 and 64x96.
 """
 import hashlib
-import importlib.util
 import io
 import os
 import struct
@@ -32,15 +31,7 @@ PARITY_SIZES = [(321, 321), (375, 500), (64, 96)]
 PARITY_TOLERANCE = 1e-4   # of the logit range
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location('convert_script',
-                                                  os.path.join(ROOT, 'convert.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-convert_script = load_script()
+import convert as convert_script  # noqa: E402  (the root script, on sys.path via conftest)
 
 
 def expected_values(layers, var_names):

@@ -2,7 +2,6 @@
 back, directory and list-file inputs, the provenance record, bad input, and the SavedModel
 loaded by plain eager TensorFlow 2 in a subprocess."""
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -22,15 +21,7 @@ NC = 4
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', CUDA_VISIBLE_DEVICES='')
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location('inference_script',
-                                                  os.path.join(ROOT, 'inference.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-script = _load_script()
+import inference as script  # noqa: E402  (the root script; conftest puts the root on sys.path)
 
 
 def run_main(argv):
