@@ -81,6 +81,17 @@ def get_arguments(argv=None):
                    help='print a progress line every N steps (default %(default)s)')
     p.add_argument('--scales', type=cli.scales, default=TRAIN_SCALES,
                    help='input scales of the towers, fused by max (default 1.0,0.75,0.5)')
+    p.add_argument('--num-replicas', type=cli.num_replicas, default=1,
+                   help='data-parallel replicas in this process: N GPUs, or "all" of them '
+                        '(MirroredStrategy); without a GPU, N logical CPU devices. '
+                        '--batch-size is per replica. With TF_CONFIG set, every worker uses '
+                        'all its GPUs (default %(default)s)')
+    p.add_argument('--sync-batch-norm', action='store_true',
+                   help='with --is-training on several replicas, batch statistics over the '
+                        'global batch (default: each replica\'s own)')
+    p.add_argument('--worker-timeout', type=cli.positive_int, default=600, metavar='SECONDS',
+                   help='with TF_CONFIG, stop with an error when the other workers do not '
+                        'answer within this time (default %(default)s)')
     args = p.parse_args(argv)
     if args.batch_size * args.grad_update_every < 1:
         p.error('batch size must be positive')

@@ -12,6 +12,7 @@ STEPS=${DEMO_STEPS:-300}
 CROP=${DEMO_CROP:-49,49}
 BATCH=${DEMO_BATCH:-2}
 LR=${DEMO_LR:-2.5e-4}
+ASPP_MULT=${DEMO_ASPP_MULT:-0.1,0.2}
 COMMON=(--data-dir "$DATA" --num-classes 5 --threads "${DEMO_THREADS:-2}")
 
 start=$(date +%s)
@@ -22,7 +23,7 @@ if [ "${3:-}" != "--images-only" ]; then
 echo "== 2/5 train (DeepLab-v2 ResNet-101, 3 scales, from scratch, $STEPS steps) -> $SNAP"
 "$PY" train_msc.py "${COMMON[@]}" --data-list "$DATA/train.txt" --input-size "$CROP" \
     --batch-size "$BATCH" --grad-update-every 1 --num-steps "$STEPS" --is-training \
-    --random-mirror --random-scale --learning-rate "$LR" --aspp-lr-mult 0.1,0.2 \
+    --random-mirror --random-scale --learning-rate "$LR" --aspp-lr-mult "$ASPP_MULT" \
     --restore-from none --class-names "$DATA/class_names.txt" \
     --save-pred-every 100 --save-num-images 2 --log-every 10 --snapshot-dir "$SNAP"
 

@@ -8,7 +8,7 @@ import os
 import tensorflow as tf
 
 from deeplab_resnet.errors import InputError
-from deeplab_resnet.model import LOGITS, is_aspp_variable
+from deeplab_resnet.model import LOGITS, is_aspp_variable, variable_name
 
 tf1 = tf.compat.v1
 
@@ -70,7 +70,7 @@ def model_variables(graph=None):
     the global step or accumulators."""
     graph = graph or tf1.get_default_graph()
     return [v for v in graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
-            if _is_network_variable(v.op.name)]
+            if _is_network_variable(variable_name(v))]
 
 
 def _is_network_variable(name):
@@ -95,7 +95,7 @@ def restore_variables(sess, prefix, variables, skip_aspp=False, what='checkpoint
     shapes = checkpoint_shapes(prefix)
     to_restore, missing = [], []
     for v in variables:
-        name = v.op.name
+        name = variable_name(v)
         if skip_aspp and is_aspp_variable(name):
             continue
         if name not in shapes:

@@ -65,6 +65,13 @@ def non_negative_int(text):
     return value
 
 
+def num_replicas(text):
+    """--num-replicas: a positive integer or 'all'."""
+    if text.strip().lower() == 'all':
+        return 'all'
+    return positive_int(text)
+
+
 def add_data_arguments(parser, default_list):
     parser.add_argument('--data-dir', default='', help='directory the list paths are relative to')
     parser.add_argument('--data-list', default=default_list,

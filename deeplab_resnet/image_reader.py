@@ -161,17 +161,25 @@ class ImageReader(object):
     def _eval_map(self, image_rgb, label):
         return preprocess_image(image_rgb, self.img_mean), label
 
-    def dataset(self, batch_size=1, repeat=None, with_rgb=False):
+    def dataset(self, batch_size=1, repeat=None, with_rgb=False, shard=None):
         """Dataset of (images, labels) batches.
 
         Training (input_size set): repeats forever, shuffled, augmented, cropped:
           ([batch, h, w, 3] float32 BGR - mean, [batch, h, w, 1] uint8).
         Evaluation (input_size None): one pass in list order, full images, batch 1;
           with_rgb adds the decoded [1, H, W, 3] uint8 RGB image (for CRF and overlays).
+        shard: (count, index): only every count-th example from index on (one worker's part
+          of the list in multi-worker training), taken before shuffling.
         """
         images = tf.constant(self.image_paths)
         labels = tf.constant([ex.label or '' for ex in self.examples])
         ds = tf.data.Dataset.from_tensor_slices((images, labels))
+        if shard is not None and shard[0] > 1:
+            count, index = shard
+            if len(self.examples) < count:
+                raise InputError('%s: %d entries cannot be shared by %d workers'
+                                 % (self.data_list, len(self.examples), count))
+            ds = ds.shard(count, index)
         training = self.input_size is not None
         if self.shuffle:
             ds = ds.shuffle(len(self.examples), seed=self.seed, reshuffle_each_iteration=True)

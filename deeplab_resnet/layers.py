@@ -5,6 +5,8 @@ even sizes when the stride is 2. Strided layers here therefore pad explicitly an
 stride-1 convolutions with padding = dilation * (k - 1) / 2 are the one case where 'SAME' is
 exactly Caffe's padding, and use it.
 """
+import zlib
+
 import tensorflow as tf
 
 from deeplab_resnet.constants import BN_DECAY, BN_EPSILON
@@ -14,9 +16,16 @@ tf1 = tf.compat.v1
 BN_VARIABLES = ('beta', 'gamma', 'moving_mean', 'moving_variance')
 
 
-def he_initializer():
+def he_initializer(seed=None):
     """He (MSRA) normal initialiser, fan-in, as Caffe's 'msra' filler."""
-    return tf1.variance_scaling_initializer(scale=2.0, mode='fan_in', distribution='untruncated_normal')
+    return tf1.variance_scaling_initializer(scale=2.0, mode='fan_in',
+                                            distribution='untruncated_normal', seed=seed)
+
+
+def name_seed(name):
+    """An op seed from a variable's name: with the graph seed (tf1.set_random_seed) it fixes
+    the initial value whatever else the graph holds (replicas, iterators, towers)."""
+    return zlib.crc32(name.encode()) & 0x7fffffff
 
 
 def conv_output_size(size, kernel, stride, pad, dilation=1):
@@ -95,8 +104,9 @@ def conv2d(x, name, kernel, filters, stride=1, pad=0, dilation=1, biased=False,
     """
     c_in = x.get_shape().as_list()[-1]
     with tf1.variable_scope(name):
-        init = (he_initializer() if weights_std is None
-                else tf1.random_normal_initializer(stddev=weights_std))
+        seed = name_seed(tf1.get_variable_scope().name + '/weights')
+        init = (he_initializer(seed) if weights_std is None
+                else tf1.random_normal_initializer(stddev=weights_std, seed=seed))
         w = tf1.get_variable('weights', [kernel, kernel, c_in, filters],
                              initializer=init, trainable=trainable)
         b = (tf1.get_variable('biases', [filters], initializer=tf1.zeros_initializer(),
@@ -147,17 +157,24 @@ def caffe_moving_average_decay(num_updates, fraction=BN_DECAY):
     return 1.0 - (1.0 - fraction) / (1.0 - tf.pow(fraction, t))
 
 
-def batch_norm(x, name, is_training, relu=False, update_moving_stats=True, decay=BN_DECAY):
+def batch_norm(x, name, is_training, relu=False, update_moving_stats=True, decay=BN_DECAY,
+               updates=None, sync=False):
     """Caffe BatchNorm + Scale (epsilon 1e-5), optionally followed by ReLU.
 
     Creates `<name>/beta`, `gamma`, `moving_mean`, `moving_variance` (not trainable: DeepLab
-    does not train the batch-norm parameters, as the original project).
+    does not train the batch-norm parameters, as the original project). The moving
+    statistics aggregate by MEAN, so that replicas of a tf.distribute strategy may update them
+    (each replica's new value, averaged).
     With is_training, normalises with the batch's statistics and (if update_moving_stats)
-    adds the moving-average updates (`decay`, a float or a scalar tensor; BN_DECAY by
-    default) to tf1.GraphKeys.UPDATE_OPS; otherwise uses the moving statistics.
+    makes the moving-average updates (`decay`, a float or a scalar tensor; BN_DECAY by
+    default), appended to `updates` (a list) and added to tf1.GraphKeys.UPDATE_OPS; otherwise
+    uses the moving statistics.
 
     Args:
       x: [N, H, W, C] float32.
+      sync: with is_training inside a tf.distribute replica context, the batch statistics are
+        those of the global batch: mean and mean of squares all-reduced (summed) over the
+        replicas, variance = E[x^2] - E[x]^2.
     Returns: same shape and dtype.
     """
     channels = x.get_shape().as_list()[-1]
@@ -167,18 +184,67 @@ def batch_norm(x, name, is_training, relu=False, update_moving_stats=True, decay
         gamma = tf1.get_variable('gamma', [channels], initializer=tf1.ones_initializer(),
                                  trainable=False)
         mean = tf1.get_variable('moving_mean', [channels],
-                                initializer=tf1.zeros_initializer(), trainable=False)
+                                initializer=tf1.zeros_initializer(), trainable=False,
+                                aggregation=tf.VariableAggregation.MEAN)
         var = tf1.get_variable('moving_variance', [channels],
-                               initializer=tf1.ones_initializer(), trainable=False)
+                               initializer=tf1.ones_initializer(), trainable=False,
+                               aggregation=tf.VariableAggregation.MEAN)
     if is_training:
-        batch_mean, batch_var = tf.nn.moments(x, axes=[0, 1, 2])
+        batch_mean, batch_var = (global_batch_moments(x) if sync
+                                 else tf.nn.moments(x, axes=[0, 1, 2]))
         if update_moving_stats:
             with tf1.name_scope(name + '_update'):
-                tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_sub(
-                    mean, (1.0 - decay) * (mean - batch_mean)))
-                tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_sub(
-                    var, (1.0 - decay) * (var - batch_var)))
+                ops = [tf1.assign_sub(mean, (1.0 - decay) * (mean - batch_mean)),
+                       tf1.assign_sub(var, (1.0 - decay) * (var - batch_var))]
+            for op in ops:
+                tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, op)
+            if updates is not None:
+                updates.extend(ops)
         mean, var = batch_mean, batch_var
     scale = gamma * tf.math.rsqrt(var + BN_EPSILON)
     y = x * scale + (beta - mean * scale)
     return tf.nn.relu(y) if relu else y
+
+
+def global_batch_moments(x):
+    """Mean and (biased) variance over N, H, W of the batch of every replica in sync.
+
+    Args:
+      x: [N, H, W, C] float32, this replica's part of the batch.
+    Returns: (mean [C], variance [C]) float32, equal on every replica; from the sums of x and
+      x^2 and the pixel count, summed over the replicas by the current replica context (no
+      reduction outside a strategy). Gradients flow to every replica's x (all_sum_with_grad).
+    """
+    count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+    sums = [count, tf.reduce_sum(x, axis=[0, 1, 2]), tf.reduce_sum(tf.square(x), axis=[0, 1, 2])]
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+        sums = [all_sum_with_grad(t) for t in sums]
+    count, total, total_sq = sums
+    mean = total / count
+    return mean, tf.maximum(total_sq / count - tf.square(mean), 0.0)
+
+
+def _all_sum(value):
+    """Sum of `value` over the replicas in sync (replica context), without a gradient."""
+    def merge(strategy, per_replica):
+        return strategy.extended.reduce_to(tf.distribute.ReduceOp.SUM, per_replica,
+                                           destinations=per_replica)
+    return tf.distribute.get_replica_context().merge_call(merge, args=(value,))
+
+
+@tf.RegisterGradient('DeepLabAllSumGrad')
+def _all_sum_grad(unused_op, grad):
+    return _all_sum(grad)
+
+
+def all_sum_with_grad(value):
+    """Sum of `value` over the replicas in sync, differentiable: d sum / d value_r is the sum
+    over replicas of the incoming gradients. (ReplicaContext.all_reduce carries such a
+    gradient too, but in graph mode its custom_gradient looks up the other replicas' variable
+    copies by name and fails; this builds the same from a straight-through identity whose
+    gradient is overridden with an all-sum.)"""
+    value = tf.convert_to_tensor(value)
+    total = value + tf.stop_gradient(_all_sum(tf.stop_gradient(value)) - value)
+    with tf1.get_default_graph().gradient_override_map({'Identity': 'DeepLabAllSumGrad'}):
+        return tf.identity(total)

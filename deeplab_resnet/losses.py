@@ -1,8 +1,16 @@
-"""DeepLab-v2 multi-scale loss: four softmax losses (fused, and each scale) + weight decay."""
+"""DeepLab-v2 multi-scale loss: four softmax losses (fused, and each scale) + weight decay.
+
+Under a tf.distribute strategy with R replicas in sync, every value here is this replica's
+share of the global batch's value: the softmax losses divide by the valid pixels of the
+global batch (an all-reduced count) and the weight decay by R. The strategy sums the replicas'
+gradients, so the sum is exactly the gradient of the loss one device would compute on the
+whole global batch, and the reported loss is the sum of the shares.
+"""
 import collections
 
 import tensorflow as tf
 
+from deeplab_resnet.model import variable_name
 from deeplab_resnet.utils import prepare_label
 
 tf1 = tf.compat.v1
@@ -14,8 +22,24 @@ losses; terms: OrderedDict name -> each softmax loss; pixel_accuracy: of the fus
 the valid pixels of the batch."""
 
 
+def replicas_in_sync():
+    """Replicas of the current tf.distribute replica context (1 outside a strategy)."""
+    ctx = tf.distribute.get_replica_context()
+    return ctx.num_replicas_in_sync if ctx is not None else 1
+
+
+def sum_over_replicas(value):
+    """The sum of `value` (a tensor) over the replicas in sync; `value` itself outside a
+    strategy or with one replica."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return value
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 def softmax_loss(logits, labels, num_classes):
-    """Mean pixel-wise softmax cross-entropy over pixels whose label is in [0, num_classes).
+    """Mean pixel-wise softmax cross-entropy over pixels whose label is in [0, num_classes)
+    (of the global batch under a strategy: this replica's share, see the module).
 
     Args:
       logits: [N, h, w, C] float32.
@@ -28,16 +52,18 @@ def softmax_loss(logits, labels, num_classes):
     safe = tf.where(valid, labels, tf.zeros_like(labels))
     xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=logits)
     mask = tf.cast(valid, tf.float32)
-    loss = tf.math.divide_no_nan(tf.reduce_sum(xent * mask), tf.reduce_sum(mask))
+    count = tf.stop_gradient(sum_over_replicas(tf.reduce_sum(mask)))
+    loss = tf.math.divide_no_nan(tf.reduce_sum(xent * mask), count)
     return loss, labels, valid
 
 
 def weight_decay_loss(variables, weight_decay):
-    """weight_decay * sum of l2_loss (sum(w^2) / 2) over convolution kernels (`weights`)."""
-    kernels = [v for v in variables if v.op.name.endswith('/weights')]
+    """weight_decay * sum of l2_loss (sum(w^2) / 2) over convolution kernels (`weights`)
+    (divided by the replicas in sync: each replica's share)."""
+    kernels = [v for v in variables if variable_name(v).endswith('/weights')]
     if not kernels or not weight_decay:
         return tf.constant(0.0)
-    return weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in kernels])
+    return (weight_decay / replicas_in_sync()) * tf.add_n([tf.nn.l2_loss(v) for v in kernels])
 
 
 def msc_loss(msc, labels, num_classes, variables, weight_decay, scales):
@@ -59,6 +85,6 @@ def msc_loss(msc, labels, num_classes, variables, weight_decay, scales):
     decay = weight_decay_loss(variables, weight_decay)
     preds = tf.argmax(msc.fused, axis=3, output_type=tf.int32)
     correct = tf.cast(tf.logical_and(tf.equal(preds, fused_labels), valid), tf.float32)
-    accuracy = tf.math.divide_no_nan(tf.reduce_sum(correct),
-                                     tf.reduce_sum(tf.cast(valid, tf.float32)))
+    accuracy = tf.math.divide_no_nan(
+        tf.reduce_sum(correct), sum_over_replicas(tf.reduce_sum(tf.cast(valid, tf.float32))))
     return MSCLoss(cross_entropy + decay, cross_entropy, decay, terms, accuracy)

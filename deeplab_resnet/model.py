@@ -45,6 +45,13 @@ def is_aspp_variable(name):
     return name.startswith(ASPP_PREFIX)
 
 
+def variable_name(variable):
+    """'conv1/weights' for the variable conv1/weights:0, also for a tf.distribute mirrored
+    variable inside a replica context (where its `op.name` is that of the local copy,
+    e.g. conv1/weights/replica_1)."""
+    return variable.name.split(':')[0]
+
+
 class DeepLabResNetModel(object):
     """DeepLab-v2 ResNet-101 with ASPP.
 
@@ -59,7 +66,11 @@ class DeepLabResNetModel(object):
       update_moving_stats: with is_training, whether this instance adds the moving-average
         updates (the multi-scale towers let only the full-scale one do it).
       bn_decay: decay of those moving averages (float or scalar tensor), BN_DECAY by default.
+      sync_batch_norm: with is_training under a tf.distribute strategy, batch statistics over
+        the global batch (layers.global_batch_moments).
     Attributes:
+      update_ops: the moving-average updates this instance made (empty unless is_training and
+        update_moving_stats).
       layers: OrderedDict layer name -> output tensor, for every Caffe layer name
         (conv1, bn_conv1, pool1, res2a_branch1, bn2a_branch1, ..., res5c_relu,
         fc1_voc12_c0..c3, fc1_voc12); net.layers['fc1_voc12'] is [N, h, w, num_classes] float32
@@ -67,8 +78,10 @@ class DeepLabResNetModel(object):
     """
 
     def __init__(self, inputs, is_training=False, num_classes=21, update_moving_stats=True,
-                 bn_decay=BN_DECAY):
+                 bn_decay=BN_DECAY, sync_batch_norm=False):
         self.is_training = is_training
+        self.sync_batch_norm = sync_batch_norm
+        self.update_ops = []
         self.num_classes = num_classes
         self.update_moving_stats = update_moving_stats
         self.bn_decay = bn_decay
@@ -92,7 +105,8 @@ class DeepLabResNetModel(object):
     def _bn(self, x, name, relu):
         return self._add(name, layers.batch_norm(
             x, name, self.is_training, relu=relu,
-            update_moving_stats=self.update_moving_stats, decay=self.bn_decay))
+            update_moving_stats=self.update_moving_stats, decay=self.bn_decay,
+            updates=self.update_ops, sync=self.sync_batch_norm))
 
     def _stem(self, x):
         x = self._add('conv1', layers.conv2d(x, 'conv1', 7, 64, stride=2, pad=3))

@@ -26,7 +26,7 @@ def parse_scales(text):
 
 
 def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCALES,
-                       bn_decay=BN_DECAY):
+                       bn_decay=BN_DECAY, sync_batch_norm=False):
     """Builds one DeepLab tower per scale; variables are created by the first and shared.
 
     Args:
@@ -34,6 +34,8 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
       scales: the first is the reference size (1.0 in DeepLab); each other tower sees the
         images resized bilinearly to int(H * s), int(W * s).
       bn_decay: decay of the batch-norm moving averages (float or scalar tensor).
+      sync_batch_norm: batch statistics over every replica's batch (training under a
+        tf.distribute strategy).
     Returns: MSCOutput. Only the first tower updates batch-norm moving averages.
     """
     size = tf.shape(images)[1:3]
@@ -43,7 +45,7 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
         with tf1.variable_scope(tf1.get_variable_scope(), reuse=True if i else None):
             net = DeepLabResNetModel({'data': inputs}, is_training=is_training,
                                      num_classes=num_classes, update_moving_stats=(i == 0),
-                                     bn_decay=bn_decay)
+                                     bn_decay=bn_decay, sync_batch_norm=sync_batch_norm)
         nets.append(net)
         per_scale.append(net.logits)
     fused = per_scale[0]

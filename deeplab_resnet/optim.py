@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from deeplab_resnet.constants import (LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS,
                                       LR_MULT_BACKBONE)
-from deeplab_resnet.model import is_aspp_variable
+from deeplab_resnet.model import is_aspp_variable, variable_name
 
 tf1 = tf.compat.v1
 
@@ -30,11 +30,11 @@ def variable_groups(trainable, aspp_mults=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BI
     Returns: list of (lr multiplier, [variables]): backbone kernels x1, ASPP kernels x10,
     ASPP biases x20 (`aspp_mults`; batch-norm parameters are not trainable).
     """
-    backbone = [v for v in trainable if not is_aspp_variable(v.op.name)]
-    aspp_w = [v for v in trainable if is_aspp_variable(v.op.name)
-              and v.op.name.endswith('/weights')]
-    aspp_b = [v for v in trainable if is_aspp_variable(v.op.name)
-              and v.op.name.endswith('/biases')]
+    backbone = [v for v in trainable if not is_aspp_variable(variable_name(v))]
+    aspp_w = [v for v in trainable if is_aspp_variable(variable_name(v))
+              and variable_name(v).endswith('/weights')]
+    aspp_b = [v for v in trainable if is_aspp_variable(variable_name(v))
+              and variable_name(v).endswith('/biases')]
     return [(LR_MULT_BACKBONE, backbone), (aspp_mults[0], aspp_w), (aspp_mults[1], aspp_b)]
 
 
@@ -50,14 +50,20 @@ def _apply(groups_grads, learning_rate, momentum, global_step):
 
 def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
                     grad_update_every=1, global_step=None,
-                    aspp_mults=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES)):
-    """Builds the update.
+                    aspp_mults=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES), update_ops=None):
+    """Builds the update. Inside a tf.distribute replica context (train_msc.py
+    --num-replicas / TF_CONFIG), the optimisers sum the replicas' gradients before the one
+    update every replica applies; `loss` must then be this replica's share of the global loss
+    (losses.py), and each replica accumulates its own micro-batches locally (sync-on-read
+    accumulators) until that all-reduce.
 
     Args:
       loss: scalar float32 of one micro-batch.
       trainable: the variables to train.
       grad_update_every: k, the number of micro-batches whose mean gradient makes one update.
       aspp_mults: learning-rate multipliers of the ASPP kernels and biases.
+      update_ops: batch-norm moving-average updates to run with every micro-batch (default:
+        the UPDATE_OPS collection; under a strategy pass this replica's own).
     Returns: TrainOps.
     """
     if global_step is None:
@@ -65,7 +71,8 @@ def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
     lr = poly_learning_rate(base_lr, global_step, num_steps, power)
     groups = variable_groups(trainable, aspp_mults)
     variables = [v for _, vs in groups for v in vs]
-    update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    if update_ops is None:
+        update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
     grads = tf.gradients(loss, variables)
 
     def regroup(values):
@@ -81,9 +88,11 @@ def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
         return TrainOps(lr, None, apply, [])
 
     with tf1.variable_scope('grad_accumulators'):
-        accumulators = [tf1.get_variable(v.op.name, v.get_shape(), tf.float32,
+        accumulators = [tf1.get_variable(variable_name(v), v.get_shape(), tf.float32,
                                          initializer=tf1.zeros_initializer(), trainable=False,
-                                         collections=[tf1.GraphKeys.LOCAL_VARIABLES])
+                                         collections=[tf1.GraphKeys.LOCAL_VARIABLES],
+                                         synchronization=tf.VariableSynchronization.ON_READ,
+                                         aggregation=tf.VariableAggregation.SUM)
                         for v in variables]
     k = float(grad_update_every)
     with tf.control_dependencies(update_ops):

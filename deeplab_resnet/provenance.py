@@ -139,11 +139,12 @@ def _json_value(value):
     return str(value)
 
 
-def training_record(args, train_list, init, step, class_names):
+def training_record(args, train_list, init, step, class_names, distribution=None):
     """The record of a snapshot written by train_msc.py.
 
     Args: args (train_msc's flags), train_list (list_info of args.data_list), init
-      (initialisation(...)), step (the global step saved), class_names (list of str).
+      (initialisation(...)), step (the global step saved), class_names (list of str),
+      distribution (distribute.describe: replicas, workers, strategy; None for one device).
     """
     import tensorflow as tf
     return collections.OrderedDict([
@@ -158,6 +159,7 @@ def training_record(args, train_list, init, step, class_names):
         ('input_size', [int(v) for v in args.input_size]),
         ('scales', [float(v) for v in args.scales]),
         ('ignore_label', args.ignore_label),
+        ('distribution', distribution),
         ('initialised_from', init),
         ('source', init.get('source')),
         ('trained_on', train_list['path']),

@@ -4,6 +4,9 @@ Graph mode with a Session. One step = `grad_update_every` micro-batches whose me
 makes one momentum-SGD update. Snapshots hold the network, the momentum slots and the global
 step, so restarting the same command continues the schedule where it stopped.
 """
+import collections
+import contextlib
+import hashlib
 import io
 import math
 import os
@@ -15,11 +18,12 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from deeplab_resnet import (checkpoints, colormap, layers, losses, msc, optim,
+from deeplab_resnet import (checkpoints, colormap, distribute, layers, losses, msc, optim,
                             provenance)
 from deeplab_resnet.constants import BN_DECAY
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
+from deeplab_resnet.model import variable_name
 from deeplab_resnet.progress import format_seconds
 from deeplab_resnet.utils import (decode_labels, inv_preprocess, resize_bilinear,
                                   session_config)
@@ -33,31 +37,100 @@ MAX_TO_KEEP = 10
 class TrainGraph(object):
     """Everything one training process runs, built in the current graph.
 
-    Attributes: reader, images, labels, msc, loss (losses.MSCLoss), ops (optim.TrainOps),
-    global_step, network_variables, scalar_summary, image_arrays, saver.
+    Under a strategy (distribute.setup: --num-replicas, TF_CONFIG) the per-replica part
+    (towers, losses, gradients, update) is built once per replica by the strategy, each
+    replica reading its own batches (the list sharded over the workers); what the loop
+    fetches is then reduced across the replicas (losses summed: each replica's is its share,
+    see losses.py) or taken from the first replica (the image summary).
+
+    Attributes: args, cluster (distribute.Cluster), reader, global_step, loss (losses.MSCLoss
+    of the global batch), ops (optim.TrainOps; accumulate / apply run every replica),
+    network_variables, scalar_summary, image_arrays, saver, iterator_init (op to run once
+    after the variables' initialisation, or None).
     """
 
-    def __init__(self, args):
+    def __init__(self, args, cluster=None):
         self.args = args
+        self.cluster = cluster or distribute.setup(1, session_config(args.threads))
         self.reader = ImageReader(args.data_dir, args.data_list, args.input_size,
                                   args.random_scale, args.random_mirror, args.ignore_label,
                                   args.img_mean, scale_set=args.scale_set,
                                   seed=args.random_seed)
-        self.images, self.labels = self.reader.dequeue(args.batch_size)
-        self.global_step = tf1.train.get_or_create_global_step()
-        self.msc = msc.multi_scale_logits(self.images, args.num_classes, args.is_training,
-                                          args.scales, self._bn_decay())
+        strategy = self.cluster.strategy
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            self.global_step = tf1.train.get_or_create_global_step()
+            if strategy is None:
+                self.iterator_init = None
+                batch = self.reader.dequeue(args.batch_size)
+            else:
+                iterator = strategy.make_input_fn_iterator(self._input_fn)
+                self.iterator_init = iterator.initialize()
+                batch = iterator.get_next()
+            replica = distribute.per_replica_call(self.cluster, self._replica_step, batch)
+            self._gather(replica)
         self.network_variables = checkpoints.model_variables()
-        self.loss = losses.msc_loss(self.msc, self.labels, args.num_classes,
-                                    self.network_variables, args.weight_decay, args.scales)
-        trainable = [v for v in self.network_variables if v in tf1.trainable_variables()]
-        self.ops = optim.build_train_ops(self.loss.total, trainable, args.learning_rate,
-                                         args.momentum, args.num_steps, args.power,
-                                         args.grad_update_every, self.global_step,
-                                         args.aspp_lr_mult)
         self.scalar_summary = self._scalar_summaries()
-        self.image_arrays = self._image_summary_inputs()
         self.saver = tf1.train.Saver(var_list=tf1.global_variables(), max_to_keep=MAX_TO_KEEP)
+
+    def _input_fn(self, context):
+        """This worker's batches: its shard of the list (tf.distribute.InputContext), each
+        replica taking its own batch of --batch-size."""
+        return self.reader.dataset(self.args.batch_size,
+                                   shard=(context.num_input_pipelines,
+                                          context.input_pipeline_id))
+
+    def _replica_step(self, batch):
+        """One replica's towers, loss share, gradients and update.
+
+        Args: batch: (images [B, h, w, 3] float32 BGR mean-subtracted, labels [B, h, w, 1]).
+        Returns: dict of this replica's tensors and ops (the keys _gather reads).
+        """
+        args = self.args
+        images, labels = batch
+        msc_out = msc.multi_scale_logits(images, args.num_classes, args.is_training,
+                                         args.scales, self._bn_decay(),
+                                         sync_batch_norm=getattr(args, 'sync_batch_norm',
+                                                                 False))
+        variables = checkpoints.model_variables()
+        loss = losses.msc_loss(msc_out, labels, args.num_classes, variables,
+                               args.weight_decay, args.scales)
+        trainable_names = set(variable_name(v) for v in tf1.trainable_variables())
+        trainable = [v for v in variables if variable_name(v) in trainable_names]
+        ops = optim.build_train_ops(loss.total, trainable, args.learning_rate,
+                                    args.momentum, args.num_steps, args.power,
+                                    args.grad_update_every, self.global_step,
+                                    args.aspp_lr_mult,
+                                    update_ops=[op for net in msc_out.nets
+                                                for op in net.update_ops])
+        n = args.save_num_images
+        preds = tf.argmax(resize_bilinear(msc_out.fused, tf.shape(images)[1:3]), axis=3,
+                          output_type=tf.int32)
+        out = {'total': loss.total, 'xent': loss.cross_entropy, 'wd': loss.weight_decay,
+               'acc': loss.pixel_accuracy, 'lr': ops.learning_rate, 'apply': ops.apply,
+               'images': images[:n], 'labels': labels[:n, :, :, 0], 'preds': preds[:n]}
+        out.update(('term/' + name, t) for name, t in loss.terms.items())
+        if ops.accumulate is not None:
+            out['accumulate'] = ops.accumulate
+        return out
+
+    def _gather(self, replica):
+        """Cross-replica values of _replica_step's outputs: self.loss, self.ops,
+        self.image_arrays."""
+        c = self.cluster
+        total = lambda key: distribute.reduce_sum(c, replica[key])   # noqa: E731
+        terms = collections.OrderedDict(
+            (key[len('term/'):], total(key)) for key in sorted(replica)
+            if key.startswith('term/'))
+        terms = collections.OrderedDict((name, terms[name]) for name in _term_order(self.args))
+        self.loss = losses.MSCLoss(total('total'), total('xent'), total('wd'), terms,
+                                   total('acc'))
+        self.ops = optim.TrainOps(distribute.first_replica(c, replica['lr']),
+                                  distribute.group(c, replica.get('accumulate')),
+                                  distribute.group(c, replica['apply']), [])
+        # The tensors the image summary is drawn from, fetched with every step (so that the
+        # session keeps one compiled signature): images, labels and predictions at crop size.
+        self.image_arrays = {key: distribute.first_replica(c, replica[key])
+                             for key in ('images', 'labels', 'preds')}
 
     def _bn_decay(self):
         """From scratch, the moving averages follow Caffe's bias-corrected accumulation
@@ -75,15 +148,6 @@ class TrainGraph(object):
              tf1.summary.scalar('pixel_accuracy', self.loss.pixel_accuracy)]
         s += [tf1.summary.scalar('loss/' + name, t) for name, t in self.loss.terms.items()]
         return tf1.summary.merge(s)
-
-    def _image_summary_inputs(self):
-        """The tensors the image summary is drawn from, fetched with every step (so that the
-        session keeps one compiled signature): images, labels and predictions at crop size."""
-        n = self.args.save_num_images
-        size = tf.shape(self.images)[1:3]
-        preds = tf.argmax(resize_bilinear(self.msc.fused, size), axis=3, output_type=tf.int32)
-        return {'images': self.images[:n], 'labels': self.labels[:n, :, :, 0],
-                'preds': preds[:n]}
 
 
 def image_summary(arrays, args):
@@ -107,6 +171,11 @@ def image_summary(arrays, args):
             image=tf1.Summary.Image(height=row.shape[0], width=row.shape[1], colorspace=3,
                                     encoded_image_string=buf.getvalue())))
     return tf1.Summary(value=values)
+
+
+def _term_order(args):
+    """The names of the four losses in MSCLoss.terms order: fused, then each scale."""
+    return ['fused'] + ['scale_%g' % s for s in args.scales]
 
 
 def from_scratch(args):
@@ -287,8 +356,10 @@ def save_snapshot(sess, graph, step, log=print):
     if getattr(graph, 'class_names', None) is None:
         graph.class_names = class_names_of(args)
     init = getattr(graph, 'init', None) or provenance.initialisation(None)
+    cluster = getattr(graph, 'cluster', None)
     provenance.write_record(path, provenance.training_record(
-        args, _train_list(graph), init, step, graph.class_names))
+        args, _train_list(graph), init, step, graph.class_names,
+        distribute.describe(cluster) if cluster else None))
     _drop_stale_records(args.snapshot_dir)
     log('saved snapshot %s' % path)
     return path
@@ -303,6 +374,17 @@ def _drop_stale_records(directory):
                     os.remove(prefix + provenance.RECORD_SUFFIX)
                 except OSError:
                     pass
+
+
+def variables_digest(sess, variables):
+    """SHA-256 (first 16 hex digits) of the variables' values in name order: workers of a
+    synchronous run must agree on it bit for bit."""
+    ordered = sorted(variables, key=variable_name)
+    digest = hashlib.sha256()
+    for v, value in zip(ordered, sess.run(ordered)):
+        digest.update(variable_name(v).encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _format_step(step, num_steps, fetched, seconds, images):
@@ -324,22 +406,64 @@ def train(args, log=print):
     with tf.Graph().as_default():
         tf1.set_random_seed(args.random_seed)
         np.random.seed(args.random_seed)
-        graph = TrainGraph(args)
+        cluster = distribute.setup(getattr(args, 'num_replicas', 1),
+                                   session_config(args.threads),
+                                   timeout_s=getattr(args, 'worker_timeout', 600), log=log)
+        graph = TrainGraph(args, cluster)
         graph.class_names, graph.train_list = names, train_list
         os.makedirs(args.snapshot_dir, exist_ok=True)
         return _run(graph, args, log, resume)
 
 
+class _NoWriter(object):
+    """The summary writer of a worker that is not the chief: writes nothing."""
+
+    def add_summary(self, *unused):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+CLUSTER_ERRORS = (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
+                  tf.errors.AbortedError, tf.errors.CancelledError)
+
+
 def _run(graph, args, log, resume=None):
-    with tf1.Session(config=session_config(args.threads)) as sess, StopFlag() as stop:
-        sess.run([tf1.global_variables_initializer(), tf1.local_variables_initializer()])
-        step = restore_or_resume(sess, graph, args, log, resume)
-        writer = tf1.summary.FileWriter(args.snapshot_dir, graph=sess.graph)
-        return _loop(sess, graph, args, step, writer, stop, log)
+    cluster = graph.cluster
+    with tf1.Session(cluster.target, config=cluster.config) as sess, StopFlag() as stop:
+        step = None
+        try:
+            sess.run([tf1.global_variables_initializer(), tf1.local_variables_initializer()],
+                     options=cluster.run_options)
+            if graph.iterator_init is not None:
+                sess.run(graph.iterator_init, options=cluster.run_options)
+            step = restore_or_resume(sess, graph, args, log, resume)
+            writer = (tf1.summary.FileWriter(args.snapshot_dir, graph=sess.graph)
+                      if cluster.is_chief else _NoWriter())
+            return _loop(sess, graph, args, step, writer, stop, log)
+        except CLUSTER_ERRORS as e:
+            if cluster.num_workers == 1:
+                raise
+            latest = checkpoints.latest_in_dir(args.snapshot_dir)
+            why = ('no answer within --worker-timeout %d s' % args.worker_timeout
+                   if isinstance(e, tf.errors.DeadlineExceededError)
+                   else 'a peer is unreachable or went away')
+            log('error: %s %d: %s (%s) while %s; a worker has died, hangs or was not started. '
+                'The last snapshot is %s; start every worker again with the same command to '
+                'resume' % (cluster.task_type, cluster.task_index, type(e).__name__, why,
+                            'waiting for the other workers to start' if step is None
+                            else 'training (started at step %d)' % step, latest or 'none'))
+            return 4
 
 
 def _loop(sess, graph, args, step, writer, stop, log):
     k = args.grad_update_every
+    cluster = graph.cluster
+    chief = cluster.is_chief
     scalars = {'total': graph.loss.total, 'xent': graph.loss.cross_entropy,
                'wd': graph.loss.weight_decay, 'acc': graph.loss.pixel_accuracy,
                'lr': graph.ops.learning_rate}
@@ -354,7 +478,7 @@ def _loop(sess, graph, args, step, writer, stop, log):
             want_images = (step + 1) % args.save_pred_every == 0 or step + 1 == args.num_steps
             totals = {}
             for _ in range(k):
-                out = sess.run(fetch)
+                out = sess.run(fetch, options=cluster.run_options)
                 for key in scalars:
                     totals[key] = totals.get(key, 0.0) + out[key] / k
                 if not math.isfinite(out['total']):
@@ -363,11 +487,11 @@ def _loop(sess, graph, args, step, writer, stop, log):
                                                          args.snapshot_dir))
                     return 3
             if k > 1:
-                sess.run(graph.ops.apply)
+                sess.run(graph.ops.apply, options=cluster.run_options)
             step += 1
             seconds = time.time() - start
             writer.add_summary(out['summary'], step)
-            if want_images:
+            if want_images and chief:
                 writer.add_summary(image_summary(out['arrays'], args), step)
             for key, value in dict(totals, seconds=seconds, n=1).items():
                 logged[key] = logged.get(key, 0.0) + value
@@ -375,16 +499,20 @@ def _loop(sess, graph, args, step, writer, stop, log):
                 n = logged.pop('n')
                 means = {key: value / n for key, value in logged.items()}
                 log(_format_step(step, args.num_steps, means, means['seconds'],
-                                 args.batch_size * k))
+                                 args.batch_size * k * cluster.num_replicas))
                 logged = {}
-            if step % args.save_pred_every == 0 or step == args.num_steps:
+            if chief and (step % args.save_pred_every == 0 or step == args.num_steps):
                 save_snapshot(sess, graph, step, log)
                 last_saved = step
             if stop.signal is not None:
-                if last_saved != step:
+                if chief and last_saved != step:
                     save_snapshot(sess, graph, step, log)
                 log('interrupted at step %d; run the same command to continue' % step)
                 return 130
+        if cluster.num_workers > 1:
+            log('%s %d: finished at step %d; network variables digest %s (equal on every '
+                'worker)' % (cluster.task_type, cluster.task_index, step,
+                             variables_digest(sess, graph.network_variables)))
     except tf.errors.OpError as e:
         err = input_error_from_op_error(e)
         if err is not None:

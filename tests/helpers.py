@@ -60,3 +60,27 @@ def make_checkpoint(directory, num_classes=3, seed=0, aspp_std=None):
                         v.load(rng.normal(0, aspp_std, v.shape.as_list()), sess)
             return tf1.train.Saver(variables).save(
                 sess, os.path.join(directory, 'model.ckpt'), write_meta_graph=False)
+
+
+def make_calibrated_checkpoint(directory, data_root, data_list, input_size, num_classes=3,
+                               seed=0):
+    """A random network whose batch-norm moving statistics are those of the list's images
+    (one training-mode pass with decay 0), so that it is usable with frozen batch norm.
+    Saves DIR/model.ckpt; returns the prefix."""
+    import tensorflow as tf
+    from deeplab_resnet.image_reader import ImageReader
+    from deeplab_resnet.model import DeepLabResNetModel
+    tf1 = tf.compat.v1
+    os.makedirs(directory, exist_ok=True)
+    with tf.Graph().as_default():
+        tf1.set_random_seed(seed)
+        reader = ImageReader(data_root, data_list, input_size, shuffle=False)
+        images, _ = reader.dequeue(len(reader))
+        net = DeepLabResNetModel({'data': images}, is_training=True, num_classes=num_classes,
+                                 bn_decay=0.0)
+        variables = tf1.global_variables()
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(net.update_ops)
+            return tf1.train.Saver(variables).save(
+                sess, os.path.join(directory, 'model.ckpt'), write_meta_graph=False)
