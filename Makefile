@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-test.txt | $(PY)
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 demo: $(STAMP)
 	bash dataset/run_demo.sh $(PY) $(DEMO_DIR)

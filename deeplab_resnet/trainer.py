@@ -66,7 +66,9 @@ class TrainGraph(object):
                 iterator = strategy.make_input_fn_iterator(self._input_fn)
                 self.iterator_init = iterator.initialize()
                 batch = iterator.get_next()
-            replica = distribute.per_replica_call(self.cluster, self._replica_step, batch)
+            # Plain graph code: no AutoGraph conversion (the strategy would apply it).
+            step_fn = tf.autograph.experimental.do_not_convert(self._replica_step)
+            replica = distribute.per_replica_call(self.cluster, step_fn, batch)
             self._gather(replica)
         self.network_variables = checkpoints.model_variables()
         self.scalar_summary = self._scalar_summaries()

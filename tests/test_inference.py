@@ -153,7 +153,11 @@ def test_outputs_read_back(run1, inputs):
         overlay = Image.open(os.path.join(out, stem + '_overlay.jpg'))
         assert overlay.format == 'JPEG' and overlay.size == (shape[1], shape[0])
         blend = 0.5 * rgb + 0.5 * colourise(labels, NC)
-        assert np.abs(np.asarray(overlay.convert('RGB')) - blend).mean() < 8
+        got = np.asarray(overlay.convert('RGB')).astype(np.float64)
+        # JPEG (quality 90) of pixel-wise varying masks: a few grey levels of error on
+        # average, far below the distance to the image without the mask.
+        assert np.abs(got - blend).mean() < 12
+        assert np.abs(got - blend).mean() < 0.5 * np.abs(got - rgb).mean()
     assert len(seen) > 1   # the predictions vary (aspp_std=1.0)
     assert sorted(os.listdir(out)) == sorted(
         stem + s for stem in shapes

@@ -18,6 +18,7 @@ tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 33
 LEARNING_TEST_LR = '2.5e-4'
+ONE_SCALE = (1.0,)
 
 
 @pytest.fixture(scope='module')
@@ -49,12 +50,13 @@ def read_events(directory):
 
 
 def _train_graph(batch, k):
-    """Frozen batch norm, three towers, the real loss and update ops on placeholders."""
+    """Frozen batch norm, one tower (the accumulation does not depend on the towers), the
+    real loss and update ops on placeholders."""
     images = tf1.placeholder(tf.float32, [batch, SIZE, SIZE, 3])
     labels = tf1.placeholder(tf.uint8, [batch, SIZE, SIZE, 1])
-    out = msc.multi_scale_logits(images, 3, is_training=False)
+    out = msc.multi_scale_logits(images, 3, is_training=False, scales=ONE_SCALE)
     variables = checkpoints.model_variables()
-    loss = losses.msc_loss(out, labels, 3, variables, 5e-4, (1.0, 0.75, 0.5))
+    loss = losses.msc_loss(out, labels, 3, variables, 5e-4, ONE_SCALE)
     trainable = [v for v in variables if v in tf1.trainable_variables()]
     ops = optim.build_train_ops(loss.total, trainable, 1e-3, 0.9, 10, 0.9, k)
     return images, labels, ops, trainable
@@ -146,14 +148,16 @@ def _read_until(proc, needle, timeout=240):
 
 def test_kill_and_resume_continue_the_schedule(data, tmp_path):
     snap = tmp_path / 'snap'
-    proc = _start(data, snap, '--num-steps', '6', '--save-pred-every', '2', '--is-training')
+    proc = _start(data, snap, '--num-steps', '6', '--save-pred-every', '2', '--is-training',
+                  '--scales', '1')
     _read_until(proc, 'saved snapshot')
     proc.send_signal(signal.SIGKILL)          # a crash: no chance to save
     proc.wait(timeout=60)
     saved = checkpoints.latest_in_dir(str(snap))
     step = int(saved.rsplit('-', 1)[1])
     before = tf.train.load_variable(saved, 'res5c_branch2c/weights')
-    proc = _start(data, snap, '--num-steps', '6', '--save-pred-every', '2', '--is-training')
+    proc = _start(data, snap, '--num-steps', '6', '--save-pred-every', '2', '--is-training',
+                  '--scales', '1')
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, out
     assert 'resumed from %s at step %d' % (saved, step) in out
@@ -169,7 +173,7 @@ def test_kill_and_resume_continue_the_schedule(data, tmp_path):
 def test_ctrl_c_saves_a_snapshot(data, tmp_path):
     snap = tmp_path / 'snap'
     proc = _start(data, snap, '--num-steps', '1000', '--save-pred-every', '500',
-                  '--is-training')
+                  '--is-training', '--scales', '1')
     _read_until(proc, 'step 1/1000')
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
@@ -202,7 +206,7 @@ def test_bad_input(data, tmp_path, capsys):
 
     other = make_checkpoint(str(tmp_path / 'ck21'), num_classes=21)
     code, err = _error_line(capsys, base_args(data, tmp_path / 's2', '--num-steps', '1',
-                                              '--restore-from', other))
+                                              '--restore-from', other, '--scales', '1'))
     assert code == 2 and len(err) == 1
     assert '21 classes' in err[0] and '--num-classes is 3' in err[0]
     assert '--not-restore-last' in err[0]
@@ -212,10 +216,10 @@ def test_not_restore_last_and_non_finite_loss(data, tmp_path, capsys):
     other = make_checkpoint(str(tmp_path / 'ck21'), num_classes=21)
     assert train_msc.main(base_args(data, tmp_path / 's3', '--num-steps', '1',
                                     '--restore-from', str(tmp_path / 'ck21'),
-                                    '--not-restore-last')) == 0
+                                    '--not-restore-last', '--scales', '1')) == 0
     out = capsys.readouterr().out
     assert 'initialised 520 network variables from %s' % other in out
     code = train_msc.main(base_args(data, tmp_path / 's4', '--num-steps', '5',
-                                    '--learning-rate', '1e30'))
+                                    '--learning-rate', '1e30', '--scales', '1'))
     out = capsys.readouterr().out
     assert code == 3 and 'the loss is not finite' in out and 'at step' in out
