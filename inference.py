@@ -69,7 +69,6 @@ def get_arguments(argv=None):
                    help='average with the prediction of the mirrored image')
     p.add_argument('--threads', type=cli.non_negative_int, default=0,
                    help='CPU threads for TensorFlow ops (0: TensorFlow decides)')
-    cli.add_precision_argument(p)
     p.add_argument('--crf', action='store_true',
                    help='refine the probabilities with a dense CRF (flags below)')
     p.add_argument('--crf-workers', type=cli.non_negative_int, default=0,

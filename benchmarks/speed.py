@@ -3,7 +3,7 @@
 
     python benchmarks/speed.py [--sizes 321x321,513x513,375x500] [--scales 1.0|1.0,0.75,0.5]
         [--mode infer|train|pipeline|crf|all] [--threads N] [--json OUT] [--quick]
-        [--grappler] [--precision float32,bfloat16,bfloat16-cast] [--repeats 7]
+        [--grappler] [--precision float32,bfloat16,amp] [--repeats 7]
 
 Prints one table and (with --json) writes every number. Random weights, generated inputs;
 nothing is downloaded or read from disk except what the script writes to a temp dir.
@@ -118,12 +118,16 @@ def count_flops(graph):
 
 
 def session_config(spec):
+    import tensorflow as tf
     from deeplab_resnet.utils import session_config as base
     precision = spec.get('precision', 'float32')
-    # 'bfloat16' is the scripts' --precision bfloat16 (oneDNN auto-mixed precision, Grappler
-    # on); 'bfloat16-cast' casts the towers in the graph (and the gemm case's operands).
-    return base(spec['threads'], optimize_graph=spec['grappler'],
-                precision='bfloat16' if precision == 'bfloat16' else 'float32')
+    grappler = spec['grappler'] or precision == 'amp'
+    config = base(spec['threads'], optimize_graph=grappler)
+    if precision == 'amp':
+        opts = config.graph_options.rewrite_options
+        opts.auto_mixed_precision_onednn_bfloat16 = \
+            tf.compat.v1.ConfigProto().graph_options.rewrite_options.ON
+    return config
 
 
 def random_images(shape, seed=0):
@@ -137,7 +141,7 @@ def case_gemm(spec):
     import tensorflow as tf
     tf1 = tf.compat.v1
     n = spec['gemm_n']
-    dtype = tf.bfloat16 if spec.get('precision', '').startswith('bfloat16') else tf.float32
+    dtype = tf.bfloat16 if spec.get('precision') == 'bfloat16' else tf.float32
     with tf.Graph().as_default() as g:
         a = tf1.Variable(tf.cast(tf1.random_normal([n, n], seed=1), dtype))
         b = tf1.Variable(tf.cast(tf1.random_normal([n, n], seed=2), dtype))
@@ -188,7 +192,7 @@ def case_infer(spec):
     t0 = time.perf_counter()
     with tf.Graph().as_default() as g:
         images = tf1.placeholder(tf.float32, [1, h, w, 3], name='images')
-        if spec.get('precision') == 'bfloat16-cast':
+        if spec.get('precision') == 'bfloat16':
             logits = resize_bilinear(_bf16_logits(images, NUM_CLASSES, scales), [h, w])
             labels = tf.argmax(logits, axis=3, output_type=tf.int32)
         else:
@@ -384,7 +388,7 @@ def build_specs(args):
                   warmup=quick.get('warmup', args.warmup),
                   repeats=quick.get('repeats', args.repeats))
     specs = []
-    needs_bf16 = any(p.startswith('bfloat16') for p in precisions)
+    needs_bf16 = 'bfloat16' in precisions or 'amp' in precisions
     if 'infer' in modes or 'train' in modes:
         for p in ['float32'] + (['bfloat16'] if needs_bf16 and 'infer' in modes else []):
             specs.append(dict(common, kind='gemm', name='gemm_%s' % p, precision=p,
@@ -485,9 +489,9 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=0,
                    help='intra-op threads (0: TensorFlow default), as --threads of the scripts')
     p.add_argument('--precision', default='float32',
-                   help='inference precisions, comma-separated: float32; bfloat16 (the '
-                        'scripts\' --precision bfloat16: Grappler\'s oneDNN auto-mixed '
-                        'precision); bfloat16-cast (towers cast to bfloat16 in the graph)')
+                   help='inference precisions, comma-separated: float32, bfloat16 (towers '
+                        'cast to bfloat16 in the graph), amp (Grappler oneDNN bfloat16 '
+                        'auto-mixed-precision; turns Grappler on)')
     p.add_argument('--grappler', action='store_true',
                    help='run Grappler (utils.session_config(optimize_graph=True))')
     p.add_argument('--repeats', type=int, default=7, help='timed runs (default %(default)s)')
@@ -507,7 +511,7 @@ def main(argv=None):
         return 0
 
     for prec in args.precision.split(','):
-        if prec and prec not in ('float32', 'bfloat16', 'bfloat16-cast'):
+        if prec and prec not in ('float32', 'bfloat16', 'amp'):
             p.error('unknown precision %r' % prec)
     specs = build_specs(args)
     meta = dict(command=' '.join([os.path.basename(sys.executable)] + sys.argv),

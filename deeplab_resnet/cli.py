@@ -80,13 +80,6 @@ def add_data_arguments(parser, default_list):
                         help='label value ignored by the loss and metrics (default %(default)s)')
 
 
-def add_precision_argument(parser):
-    parser.add_argument('--precision', choices=('float32', 'bfloat16'), default='float32',
-                        help='arithmetic of the network: bfloat16 = oneDNN auto-mixed precision '
-                             'on CPUs with AVX-512 BF16 / AMX (default %(default)s; see README, '
-                             'Speed)')
-
-
 def add_model_arguments(parser):
     parser.add_argument('--num-classes', type=positive_int, default=NUM_CLASSES_VOC,
                         help='number of classes, background included (default %(default)s)')

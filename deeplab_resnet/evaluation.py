@@ -64,7 +64,6 @@ def build_parser(description=None, crf=False):
                         'provenance record, else the Caffe mean 104.008,116.669,122.679)')
     p.add_argument('--threads', type=cli.non_negative_int, default=0,
                    help='CPU threads for TensorFlow ops (0: TensorFlow decides)')
-    cli.add_precision_argument(p)
     p.add_argument('--num-steps', type=cli.positive_int, default=None,
                    help='evaluate only the first N images of the list (default: all)')
     p.add_argument('--restore-from', default=DEFAULT_CHECKPOINT,
@@ -214,8 +213,6 @@ def summary_line(prefix, settings, args, num_images, total, record=False):
             % (prefix, settings['num_classes'], s['num_classes'], mean, s['img_mean'],
                s['class_names'], num_images, '' if num_images == total else ' of %d' % total,
                ','.join('%g' % v for v in args.scales), 'on' if args.flip else 'off'))
-    if getattr(args, 'precision', 'float32') != 'float32':
-        text += ', %s' % args.precision
     if args.crf:
         text += ', CRF with %d worker%s' % (args.num_workers,
                                            '' if args.num_workers == 1 else 's')
@@ -299,7 +296,7 @@ def evaluate(args, log=print, warn=_warn):
 
     from deeplab_resnet.predictor import Predictor   # TensorFlow: after the input checks
     predictor = Predictor(prefix, num_classes, tuple(args.scales), args.flip,
-                          settings['img_mean'], args.threads, args.precision)
+                          settings['img_mean'], args.threads)
     log(summary_line(prefix, settings, args, len(examples), total, record))
     pool = (CRFPool(args.num_workers, params) if use_crf else contextlib.nullcontext())
     with predictor, pool:

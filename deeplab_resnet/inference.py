@@ -222,14 +222,12 @@ def _segment(images, prefix, num_classes, img_mean, args, start, log, err):
     t_build = time.time()
     crf_workers = args.crf_workers if args.crf else 0
     with Predictor(prefix, num_classes, scales=tuple(args.scales), flip=args.flip,
-                   img_mean=img_mean, threads=args.threads,
-                   precision=args.precision) as predictor, \
+                   img_mean=img_mean, threads=args.threads) as predictor, \
             CRFPool(num_workers=crf_workers, params=crf_params_from_args(args),
                     return_probs=args.save_probs) as pool:
-        log('graph built and weights restored in %.1f s (scales %s%s%s%s, %s)'
+        log('graph built and weights restored in %.1f s (scales %s%s%s, %s)'
             % (time.time() - t_build, ','.join('%g' % s for s in args.scales),
                ', flip' if args.flip else '', ', CRF' if args.crf else '',
-               '' if args.precision == 'float32' else ', ' + args.precision,
                '%d threads' % args.threads if args.threads else "TensorFlow's threads"))
         t_loop = time.time()
         if progress:

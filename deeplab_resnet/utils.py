@@ -7,7 +7,6 @@ as Caffe's Interp layer; labels are resized with centre-aligned nearest neighbou
 """
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import rewriter_config_pb2
 
 from deeplab_resnet.colormap import colourise
 from deeplab_resnet.constants import IMG_MEAN_BGR
@@ -72,27 +71,15 @@ def prepare_label(input_batch, new_size, num_classes, one_hot=True):
     return labels
 
 
-PRECISIONS = ('float32', 'bfloat16')
-
-
-def session_config(threads=0, optimize_graph=False, precision='float32'):
+def session_config(threads=0, optimize_graph=False):
     """Session config: soft placement, GPU memory on demand, and `threads` intra-op CPU
     threads (0: TensorFlow's default) with 2 inter-op threads.
 
     optimize_graph: run Grappler. For these graphs it costs 30-45 s per new fetch signature
     on 2 CPU cores and was measured to bring no steady-state speed-up (benchmarks/speed.py).
-    precision: 'bfloat16' turns on Grappler's oneDNN auto-mixed-precision rewrite (CPUs with
-      AVX-512 BF16 or AMX): convolutions and matmuls run in bfloat16 with float32 variables,
-      softmax and reductions stay float32. For inference graphs.
     """
-    if precision not in PRECISIONS:
-        raise ValueError('precision must be one of %s, got %r' % (PRECISIONS, precision))
     config = tf1.ConfigProto(allow_soft_placement=True)
-    bf16 = precision == 'bfloat16'
-    config.graph_options.rewrite_options.disable_meta_optimizer = not (optimize_graph or bf16)
-    if bf16:
-        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
-            rewriter_config_pb2.RewriterConfig.ON
+    config.graph_options.rewrite_options.disable_meta_optimizer = not optimize_graph
     config.gpu_options.allow_growth = True
     if threads:
         config.intra_op_parallelism_threads = threads

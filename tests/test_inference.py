@@ -296,3 +296,4 @@ def test_missing_checkpoint_image_and_listed_image(tmp_path, ckpt, inputs):
 def test_images_needed_without_export(ckpt):
     code, _, stderr = run_main([ckpt])
     assert code == 2 and 'MODEL_WEIGHTS' in stderr
+
