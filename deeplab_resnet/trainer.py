@@ -120,10 +120,8 @@ class TrainGraph(object):
         self.image_arrays."""
         c = self.cluster
         total = lambda key: distribute.reduce_sum(c, replica[key])   # noqa: E731
-        terms = collections.OrderedDict(
-            (key[len('term/'):], total(key)) for key in sorted(replica)
-            if key.startswith('term/'))
-        terms = collections.OrderedDict((name, terms[name]) for name in _term_order(self.args))
+        terms = collections.OrderedDict((name, total('term/' + name))
+                                        for name in _term_order(self.args))
         self.loss = losses.MSCLoss(total('total'), total('xent'), total('wd'), terms,
                                    total('acc'))
         self.ops = optim.TrainOps(distribute.first_replica(c, replica['lr']),

@@ -241,3 +241,38 @@ def test_two_workers_train_in_sync_a_dead_one_stops_the_other_and_both_resume(
     assert 'saved snapshot' in logs[0] and 'saved snapshot' not in logs[1]
     # One events file per chief run, none from worker 1.
     assert len([n for n in os.listdir(str(snap)) if n.startswith('events.')]) == 2
+
+
+# ------------------------------------------------------------------ bad input
+
+@pytest.mark.parametrize('tf_config, expected', [
+    ('{"cluster": ', 'TF_CONFIG: not valid JSON'),
+    ('{"task": {"type": "worker", "index": 0}}', 'TF_CONFIG: needs "cluster"'),
+    ('{"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "worker", '
+     '"index": 0}}', 'jobs ps are not used'),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     'task worker 2 is not in the cluster'),
+])
+def test_malformed_tf_config_is_one_line(setup, tmp_path, monkeypatch, capsys, tf_config,
+                                         expected):
+    monkeypatch.setenv('TF_CONFIG', tf_config)
+    with pytest.raises(SystemExit) as info:
+        train_msc.main(train_argv(setup, tmp_path / 's', 1, '--batch-size', '1'))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and expected in err[0], err
+
+
+def test_bad_num_replicas_and_too_few_images_for_the_workers(setup, tmp_path, capsys):
+    for bad in ('0', 'two', '-1'):
+        with pytest.raises(SystemExit) as info:
+            train_msc.get_arguments(['--num-replicas', bad])
+        assert info.value.code == 2
+    assert train_msc.get_arguments(['--num-replicas', 'ALL']).num_replicas == 'all'
+    capsys.readouterr()
+    from deeplab_resnet.errors import InputError
+    from deeplab_resnet.image_reader import ImageReader
+    root, lst, _ = setup
+    reader = ImageReader(root, lst, (SIZE, SIZE))
+    with pytest.raises(InputError) as info:
+        reader.dataset(1, shard=(3, 0))
+    assert '2 entries cannot be shared by 3 workers' in str(info.value)
