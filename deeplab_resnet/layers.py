@@ -217,12 +217,24 @@ def global_batch_moments(x):
     """
     count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
     sums = [count, tf.reduce_sum(x, axis=[0, 1, 2]), tf.reduce_sum(tf.square(x), axis=[0, 1, 2])]
-    ctx = tf.distribute.get_replica_context()
-    if ctx is not None and ctx.num_replicas_in_sync > 1:
-        sums = [all_sum_with_grad(t) for t in sums]
-    count, total, total_sq = sums
+    count, total, total_sq = [sum_over_replicas(t, with_grad=True) for t in sums]
     mean = total / count
     return mean, tf.maximum(total_sq / count - tf.square(mean), 0.0)
+
+
+def replicas_in_sync():
+    """Replicas of the current tf.distribute replica context (1 outside a strategy)."""
+    ctx = tf.distribute.get_replica_context()
+    return ctx.num_replicas_in_sync if ctx is not None else 1
+
+
+def sum_over_replicas(value, with_grad=False):
+    """The sum of `value` (a tensor) over the replicas in sync; `value` itself outside a
+    strategy or with one replica. with_grad: differentiable (all_sum_with_grad); otherwise
+    no gradient flows through the sum."""
+    if replicas_in_sync() == 1:
+        return value
+    return all_sum_with_grad(value) if with_grad else _all_sum(value)
 
 
 def _all_sum(value):

@@ -10,6 +10,7 @@ import collections
 
 import tensorflow as tf
 
+from deeplab_resnet.layers import replicas_in_sync, sum_over_replicas
 from deeplab_resnet.model import variable_name
 from deeplab_resnet.utils import prepare_label
 
@@ -20,21 +21,6 @@ MSCLoss = collections.namedtuple('MSCLoss', ['total', 'cross_entropy', 'weight_d
 """total: cross_entropy + weight_decay (scalar); cross_entropy: sum of the four softmax
 losses; terms: OrderedDict name -> each softmax loss; pixel_accuracy: of the fused logits on
 the valid pixels of the batch."""
-
-
-def replicas_in_sync():
-    """Replicas of the current tf.distribute replica context (1 outside a strategy)."""
-    ctx = tf.distribute.get_replica_context()
-    return ctx.num_replicas_in_sync if ctx is not None else 1
-
-
-def sum_over_replicas(value):
-    """The sum of `value` (a tensor) over the replicas in sync; `value` itself outside a
-    strategy or with one replica."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return value
-    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
 def softmax_loss(logits, labels, num_classes):
