@@ -21,6 +21,7 @@ from deeplab_resnet import cli
 from deeplab_resnet.constants import (CAFFE_SCALE_SET, LR_MULT_ASPP_BIASES,
                                       LR_MULT_ASPP_WEIGHTS, TRAIN_SCALES)
 from deeplab_resnet.errors import exit_on_input_error
+from deeplab_resnet.optim import OPTIMIZERS
 
 
 def get_arguments(argv=None):
@@ -39,12 +40,24 @@ def get_arguments(argv=None):
                         '(default: frozen, as DeepLab-v2)')
     p.add_argument('--learning-rate', type=float, default=2.5e-4,
                    help='base learning rate (default %(default)s)')
-    p.add_argument('--momentum', type=float, default=0.9, help='default %(default)s')
+    p.add_argument('--momentum', type=float, default=0.9,
+                   help='momentum (Adam: beta1) (default %(default)s)')
+    p.add_argument('--optimizer', choices=OPTIMIZERS, default='momentum',
+                   help='momentum SGD (the paper\'s) or Adam (for training from scratch, '
+                        'see README) (default %(default)s)')
     p.add_argument('--aspp-lr-mult', type=cli.lr_mults,
                    default=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES),
                    help='learning-rate multipliers W,B of the classifier (ASPP) kernels and '
-                        'biases (default %g,%g, the paper\'s; training from scratch needs far '
-                        'smaller ones, see README)' % (LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES))
+                        'biases (default %g,%g, the paper\'s, for an ImageNet-initialised '
+                        'backbone; from scratch see README)'
+                        % (LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES))
+    p.add_argument('--train-bn-params', action='store_true',
+                   help='train batch norm\'s gamma and beta too (default: fixed, as '
+                        'DeepLab-v2)')
+    p.add_argument('--zero-init-residual', action='store_true',
+                   help='from scratch: the last batch norm of every residual branch '
+                        '(bn*_branch2c/gamma) starts at 0, so every block starts as the '
+                        'identity; needs --train-bn-params')
     p.add_argument('--class-names', default=None, metavar='FILE',
                    help='class names, one per line, for the snapshots\' provenance records '
                         '(default: the VOC names for 21 classes, else class_<i>)')
@@ -93,6 +106,9 @@ def get_arguments(argv=None):
                    help='with TF_CONFIG, stop with an error when the other workers do not '
                         'answer within this time (default %(default)s)')
     args = p.parse_args(argv)
+    if args.zero_init_residual and not args.train_bn_params:
+        p.error('--zero-init-residual needs --train-bn-params (a gamma fixed at 0 would '
+                'switch the residual branches off for good)')
     if args.batch_size * args.grad_update_every < 1:
         p.error('batch size must be positive')
     return args

@@ -12,8 +12,9 @@ Cases (each in a child process, so each has its own peak RSS, unless --in-proces
   gemm      a [2048, 2048] x [2048, 2048] float32 matmul (bfloat16 too when a bfloat16 case
             runs) in a session with the same thread settings: the machine's measured peak,
             against which the network's achieved GFLOP/s is given as a fraction.
-  infer     Predictor's graph (msc.predict_probs, labels fetched) on a fixed-size float
-            placeholder, per size and scale set: images / s.
+  infer     Predictor's graph (msc.predict_probs, labels fetched; the probabilities too with
+            the spec's fetch_probs) on a fixed-size float placeholder, per size and scale set:
+            images / s.
   train     one step of the default recipe (msc_loss over 3 towers, frozen BN, momentum SGD
             with the 1x/10x/20x groups, weight decay, grad-update-every 1), 321x321, batch 1,
             inputs fed: steps / s (= images / s).
@@ -135,6 +136,14 @@ def random_images(shape, seed=0):
     return np.random.RandomState(seed).uniform(-120.0, 130.0, shape).astype(np.float32)
 
 
+def random_labels(shape, seed=0):
+    """[N, H, W, 1] uint8 labels in [0, NUM_CLASSES), the last 10 columns ignored (255)."""
+    import numpy as np
+    lab = np.random.RandomState(seed).randint(0, NUM_CLASSES, shape).astype(np.uint8)
+    lab[:, :, -10:] = 255
+    return lab
+
+
 # ----------------------------------------------------------------------------- cases
 
 def case_gemm(spec):
@@ -183,6 +192,8 @@ def _bf16_logits(images, num_classes, scales):
 
 
 def case_infer(spec):
+    """spec['fetch_probs'] (default False): fetch the softmax probabilities with the labels
+    (otherwise the session prunes the softmax, which the labels do not need)."""
     import tensorflow as tf
     from deeplab_resnet import msc
     from deeplab_resnet.utils import resize_bilinear
@@ -194,16 +205,18 @@ def case_infer(spec):
         images = tf1.placeholder(tf.float32, [1, h, w, 3], name='images')
         if spec.get('precision') == 'bfloat16':
             logits = resize_bilinear(_bf16_logits(images, NUM_CLASSES, scales), [h, w])
+            probs = tf.nn.softmax(logits)
             labels = tf.argmax(logits, axis=3, output_type=tf.int32)
         else:
-            _, labels = msc.predict_probs(images, NUM_CLASSES, scales)
+            probs, labels = msc.predict_probs(images, NUM_CLASSES, scales)
+        fetch = [probs, labels] if spec.get('fetch_probs') else labels
         flops, unknown = count_flops(g)
         init = tf1.global_variables_initializer()
         build_s = time.perf_counter() - t0
         feed = {images: random_images([1, h, w, 3])}
         with tf1.Session(graph=g, config=session_config(spec)) as sess:
             sess.run(init)
-            first, times = time_runs(lambda: sess.run(labels, feed), spec['warmup'],
+            first, times = time_runs(lambda: sess.run(fetch, feed), spec['warmup'],
                                      spec['repeats'])
     med = statistics.median(times)
     return dict(rate=1.0 / med, unit='img/s', flops=flops, flops_unknown_ops=unknown,
@@ -212,7 +225,6 @@ def case_infer(spec):
 
 
 def case_train(spec):
-    import numpy as np
     import tensorflow as tf
     from deeplab_resnet import checkpoints, losses, msc, optim
     tf1 = tf.compat.v1
@@ -232,10 +244,7 @@ def case_train(spec):
         flops, unknown = count_flops(g)
         init = tf1.global_variables_initializer()
         build_s = time.perf_counter() - t0
-        rs = np.random.RandomState(0)
-        lab = rs.randint(0, NUM_CLASSES, [1, h, w, 1]).astype(np.uint8)
-        lab[:, :, -10:] = 255
-        feed = {images: random_images([1, h, w, 3]), labels: lab}
+        feed = {images: random_images([1, h, w, 3]), labels: random_labels([1, h, w, 1])}
         with tf1.Session(graph=g, config=session_config(spec)) as sess:
             sess.run(init)
             first, times = time_runs(lambda: sess.run([ops.apply, loss.total], feed),
@@ -359,8 +368,12 @@ def run_case(spec):
     return result
 
 
-def run_case_subprocess(spec):
-    cmd = [sys.executable, os.path.abspath(__file__), '--run-case', json.dumps(spec)]
+def run_case_subprocess(spec, script=None):
+    """Runs one case in a child `python <script> --run-case <spec json>` (this file by
+    default; another script that answers --run-case the same way, e.g. with cases it adds to
+    CASES); returns its result dict."""
+    script = script or __file__
+    cmd = [sys.executable, os.path.abspath(script), '--run-case', json.dumps(spec)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True)
     for line in reversed(proc.stdout.splitlines()):

@@ -1,5 +1,12 @@
 """DeepLab-v2 optimisation: poly learning rate, momentum SGD with 1x / 10x / 20x groups, and
-gradient accumulation (Caffe's iter_size)."""
+gradient accumulation (Caffe's iter_size).
+
+Adam (Kingma & Ba) is the other choice (train_msc.py --optimizer adam), with the same groups,
+schedule and accumulation. It is not the paper's: it is there for training from scratch, where
+the classifier's inputs (res5c, 2048 channels, unnormalised residual sums) are so large that
+one momentum-SGD learning rate is either too small for the backbone or unstable for the
+classifier; Adam's per-weight step size removes that coupling (the demo uses it).
+"""
 import collections
 
 import tensorflow as tf
@@ -38,19 +45,33 @@ def variable_groups(trainable, aspp_mults=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BI
     return [(LR_MULT_BACKBONE, backbone), (aspp_mults[0], aspp_w), (aspp_mults[1], aspp_b)]
 
 
-def _apply(groups_grads, learning_rate, momentum, global_step):
+OPTIMIZERS = ('momentum', 'adam')
+
+
+def _optimizer(name, learning_rate, momentum):
+    """momentum: tf1 MomentumOptimizer (slots '<var>/Momentum'); adam: tf1 AdamOptimizer with
+    beta1 = `momentum`, beta2 0.999, epsilon 1e-8 (slots '<var>/Adam', '<var>/Adam_1')."""
+    if name == 'momentum':
+        return tf1.train.MomentumOptimizer(learning_rate, momentum)
+    if name == 'adam':
+        return tf1.train.AdamOptimizer(learning_rate, beta1=momentum)
+    raise ValueError('unknown optimizer %r (one of %s)' % (name, ', '.join(OPTIMIZERS)))
+
+
+def _apply(groups_grads, learning_rate, momentum, global_step, optimizer='momentum'):
     ops = []
     for i, (mult, pairs) in enumerate(groups_grads):
         if not pairs:
             continue
-        opt = tf1.train.MomentumOptimizer(learning_rate * mult, momentum)
+        opt = _optimizer(optimizer, learning_rate * mult, momentum)
         ops.append(opt.apply_gradients(pairs, global_step=global_step if i == 0 else None))
     return tf.group(*ops)
 
 
 def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
                     grad_update_every=1, global_step=None,
-                    aspp_mults=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES), update_ops=None):
+                    aspp_mults=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES), update_ops=None,
+                    optimizer='momentum'):
     """Builds the update. Inside a tf.distribute replica context (train_msc.py
     --num-replicas / TF_CONFIG), the optimisers sum the replicas' gradients before the one
     update every replica applies; `loss` must then be this replica's share of the global loss
@@ -64,6 +85,7 @@ def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
       aspp_mults: learning-rate multipliers of the ASPP kernels and biases.
       update_ops: batch-norm moving-average updates to run with every micro-batch (default:
         the UPDATE_OPS collection; under a strategy pass this replica's own).
+      optimizer: 'momentum' (the paper's) or 'adam' (`momentum` is then its beta1).
     Returns: TrainOps.
     """
     if global_step is None:
@@ -84,7 +106,7 @@ def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
 
     if grad_update_every == 1:
         with tf.control_dependencies(update_ops):
-            apply = _apply(regroup(grads), lr, momentum, global_step)
+            apply = _apply(regroup(grads), lr, momentum, global_step, optimizer)
         return TrainOps(lr, None, apply, [])
 
     with tf1.variable_scope('grad_accumulators'):
@@ -98,7 +120,7 @@ def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
     with tf.control_dependencies(update_ops):
         accumulate = tf.group(*[a.assign_add(g / k) for a, g in zip(accumulators, grads)])
     apply_grads = _apply(regroup([a.read_value() for a in accumulators]), lr, momentum,
-                         global_step)
+                         global_step, optimizer)
     with tf.control_dependencies([apply_grads]):
         apply = tf.group(*[a.assign(tf.zeros_like(a)) for a in accumulators])
     return TrainOps(lr, accumulate, apply, accumulators)

@@ -10,6 +10,7 @@ import hashlib
 import io
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -71,6 +72,9 @@ class TrainGraph(object):
             replica = distribute.per_replica_call(self.cluster, step_fn, batch)
             self._gather(replica)
         self.network_variables = checkpoints.model_variables()
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            self.zero_residual = (zero_residual_gammas(self.network_variables)
+                                  if getattr(args, 'zero_init_residual', False) else None)
         self.scalar_summary = self._scalar_summaries()
         self.saver = tf1.train.Saver(var_list=tf1.global_variables(), max_to_keep=MAX_TO_KEEP)
 
@@ -96,14 +100,14 @@ class TrainGraph(object):
         variables = checkpoints.model_variables()
         loss = losses.msc_loss(msc_out, labels, args.num_classes, variables,
                                args.weight_decay, args.scales)
-        trainable_names = set(variable_name(v) for v in tf1.trainable_variables())
-        trainable = [v for v in variables if variable_name(v) in trainable_names]
+        trainable = trainable_variables(variables, getattr(args, 'train_bn_params', False))
         ops = optim.build_train_ops(loss.total, trainable, args.learning_rate,
                                     args.momentum, args.num_steps, args.power,
                                     args.grad_update_every, self.global_step,
                                     args.aspp_lr_mult,
                                     update_ops=[op for net in msc_out.nets
-                                                for op in net.update_ops])
+                                                for op in net.update_ops],
+                                    optimizer=getattr(args, 'optimizer', 'momentum'))
         n = args.save_num_images
         preds = tf.argmax(resize_bilinear(msc_out.fused, tf.shape(images)[1:3]), axis=3,
                           output_type=tf.int32)
@@ -176,6 +180,25 @@ def image_summary(arrays, args):
 def _term_order(args):
     """The names of the four losses in MSCLoss.terms order: fused, then each scale."""
     return ['fused'] + ['scale_%g' % s for s in args.scales]
+
+
+def trainable_variables(variables, train_bn_params=False):
+    """The network variables an update changes: the convolution kernels and biases (the
+    trainable ones), plus batch norm's gamma and beta with train_bn_params (DeepLab-v2 keeps
+    them fixed)."""
+    names = set(variable_name(v) for v in tf1.trainable_variables())
+
+    def trained(name):
+        return name in names or (train_bn_params and name.endswith(('/gamma', '/beta')))
+    return [v for v in variables if trained(variable_name(v))]
+
+
+def zero_residual_gammas(variables):
+    """Op setting the scale (gamma) of the last batch norm of every residual branch
+    (bn<block>_branch2c) to 0: each block then starts as the identity (Goyal et al. 2017,
+    'Accurate, large minibatch SGD', section 5.1)."""
+    gammas = [v for v in variables if re.fullmatch(r'bn\w+_branch2c/gamma', variable_name(v))]
+    return tf.group(*[v.assign(tf.zeros_like(v)) for v in gammas])
 
 
 def from_scratch(args):
@@ -281,6 +304,9 @@ def restore_or_resume(sess, graph, args, log=print, resume=None):
                                       init.get('description')))
         return step
     if not from_scratch(args):
+        if getattr(graph, 'zero_residual', None) is not None:
+            _warn('--zero-init-residual has no effect with --restore-from: the gammas come '
+                  'from %s' % args.restore_from)
         prefix = checkpoints.resolve_checkpoint(args.restore_from)
         parent = provenance.read_record(prefix)
         restored = checkpoints.restore_variables(sess, prefix, graph.network_variables,
@@ -301,7 +327,11 @@ def restore_or_resume(sess, graph, args, log=print, resume=None):
                 if args.not_restore_last else '', _record_summary(parent)))
     else:
         graph.init = provenance.initialisation(None)
-        log('training from scratch (He initialisation); step 0')
+        zero = getattr(graph, 'zero_residual', None)
+        if zero is not None:
+            sess.run(zero, options=graph.cluster.run_options)
+        log('training from scratch (He initialisation%s); step 0'
+            % (', residual branches start at zero' if zero is not None else ''))
     return 0
 
 

@@ -223,3 +223,37 @@ def test_not_restore_last_and_non_finite_loss(data, tmp_path, capsys):
                                     '--learning-rate', '1e30', '--scales', '1'))
     out = capsys.readouterr().out
     assert code == 3 and 'the loss is not finite' in out and 'at step' in out
+
+
+def test_from_scratch_recipe_adam_bn_params_zero_residual(data, tmp_path, capsys):
+    """--optimizer adam --train-bn-params --zero-init-residual (the demo's recipe): the 33
+    residual branches' last gamma start at 0 and, like every gamma and beta, take Adam's
+    first step (|change| = lr, the first Adam step being lr * sign(g)); Adam slots are saved."""
+    lr = 1e-3
+    snap = tmp_path / 'adam'
+    assert train_msc.main(base_args(data, snap, '--num-steps', '1', '--scales', '1',
+                                    '--is-training', '--optimizer', 'adam',
+                                    '--learning-rate', str(lr), '--aspp-lr-mult', '1,1',
+                                    '--train-bn-params', '--zero-init-residual')) == 0
+    assert 'residual branches start at zero' in capsys.readouterr().out
+    stored = dict(tf.train.list_variables(str(snap / 'model.ckpt-1')))
+    # 3 + 4 + 23 + 3 blocks; 1 + 33 * 3 + 4 batch norms (conv1, three per block, shortcuts).
+    branch2c = [n for n in stored if n.endswith('_branch2c/gamma')]
+    gammas = [n for n in stored if n.endswith('/gamma')]
+    assert len(branch2c) == 33 and len(gammas) == 104
+    assert 'bn_conv1/gamma/Adam' in stored and 'conv1/weights/Adam_1' in stored
+    def first_adam_step(name, start):
+        # lr * g / (|g| + 1e-8 / sqrt(1 - beta2)): lr where |g| >> 3e-7, never more.
+        step = np.abs(tf.train.load_variable(str(snap / 'model.ckpt-1'), name) - start)
+        assert step.max() <= lr * 1.001, name
+        assert np.median(step) == pytest.approx(lr, rel=1e-3), name
+
+    for name in ('bn5c_branch2c/gamma', 'bn2a_branch2c/gamma', 'bn4b22_branch2c/gamma'):
+        first_adam_step(name, 0.0)
+    first_adam_step('bn_conv1/gamma', 1.0)
+    first_adam_step('bn_conv1/beta', 0.0)
+
+    with pytest.raises(SystemExit) as info:
+        train_msc.get_arguments(['--zero-init-residual'])
+    assert info.value.code == 2
+    assert '--zero-init-residual needs --train-bn-params' in capsys.readouterr().err

@@ -1,0 +1,780 @@
+#!/usr/bin/env python
+"""Side-by-side speed of this project's TensorFlow DeepLab-v2 ResNet-101 and a PyTorch one.
+
+    python benchmarks/compare_pytorch.py [--sizes 321x321,513x513,375x500]
+        [--scales '1.0|1.0,0.75,0.5'] [--mode infer|train|all] [--threads N] [--repeats 7]
+        [--warmup 1] [--json OUT] [--quick] [--omp-passive] [--self-check]
+
+The reference to beat: a PyTorch DeepLab-v2 ResNet-101 (the network of
+kazuto1011/deeplab-pytorch), run in the same invocation with the same input sizes, scale sets
+and thread count. PyTorch is not a project dependency; install its CPU build into the venv
+for this script only (`pip install torch==2.13.0`; without it the script exits with status 2).
+
+Cases, each framework's in its own child process (so peak RSS, ru_maxrss, is per case), the
+TensorFlow case and then the same PyTorch case, so that a drift in machine load hits both:
+  gemm   benchmarks/speed.py's float32 GEMM (TensorFlow, [2048, 2048]^2): the measured peak
+         that both networks' GFLOP/s are given as a fraction of; and the same matmul in
+         PyTorch (torch.mm), for information.
+  infer  per size x scale set, batch 1: the fused logits upsampled bilinearly to the input
+         size, softmax and argmax (TensorFlow: speed.py's infer case, msc.predict_probs, with
+         fetch_probs so the softmax is computed too): images / s.
+  train  one step, 321x321, batch 1, 3 towers (1, 0.75, 0.5): forward, the four softmax
+         losses, backward, momentum-SGD update (TensorFlow: speed.py's train case): steps / s.
+         With random weights (no BN statistics, logits ~1e8) the recipe's learning rate makes
+         the weights NaN after the first step, in both frameworks alike (speed.py's train
+         case too); PyTorch's step time was measured unchanged with finite weights (lr 0).
+--quick: speed.py's quick settings (65x65, one training tower, 1 warm-up + 2 timed runs, a
+512 GEMM), under about a minute on a quiet 2-core machine: a smoke test, not a measurement.
+Inputs are random with a fixed seed (speed.random_images / random_labels, the same arrays for
+both frameworks), weights random (He), nothing is downloaded. Rates are the median over
+--repeats runs after --warmup runs. FLOPs are those of the TensorFlow graph (speed.count_flops,
+multiply-add = 2); both frameworks' GFLOP/s are computed on those same FLOPs. Threads:
+TensorFlow intra-op = --threads, inter-op 2 (speed.session_config, as the project's scripts);
+PyTorch torch.set_num_threads(--threads), torch.set_num_interop_threads(1).
+
+What the PyTorch model IS: this file's own code (pt().DeepLabV2ResNet101 and pt().MSC below),
+written for this benchmark from the published architecture of DeepLab-v2 ResNet-101 as in the
+authors' Caffe prototxt and kazuto1011/deeplab-pytorch: stem conv 7x7/2 pad 3 (no bias) + BN +
+ReLU, max pool 3x3/2 pad 1 ceil_mode; bottleneck blocks (3, 4, 23, 3) of widths 64/128/256/512
+(outputs 4x), Caffe-style stride 2 in the 1x1 branch2a and shortcut convolutions of the first
+block of stage 3; stages 4 and 5 at stride 1 with dilation (= padding) 2 and 4 in their 3x3s;
+a 1x1 conv + BN shortcut on the first block of each stage; BatchNorm eps 1e-5, frozen (eval
+mode, its parameters not trained); ASPP: four 3x3 convolutions with bias at dilation = padding
+6, 12, 18, 24, summed; 21 classes. MSC: scales 1, 0.75, 0.5, the smaller inputs resized
+bilinearly to int(H * s) x int(W * s) with align_corners=False (as kazuto1011's current MSC;
+this project's TensorFlow code uses align_corners=True, the same cost), each scale's logits
+resized bilinearly (align_corners=False) to the 1.0 logits' size and fused by element-wise
+max. Training: cross-entropy (ignore_index 255) on the fused logits and on each scale's
+logits, labels resized (nearest, half-pixel centres, as the TensorFlow side) to each logit
+size, summed; SGD momentum 0.9, weight decay 5e-4 on the convolution kernels, learning-rate
+groups 1x backbone kernels / 10x ASPP kernels / 20x ASPP biases, poly learning rate. Eager
+mode, NCHW, PyTorch's default CPU kernels (oneDNN / MKL), float32. `--self-check` shows that
+it has this project's output sizes and parameter count and, with the TensorFlow model's
+weights copied in, computes the same logits and losses.
+
+Load: with its defaults PyTorch's OpenMP threads spin-wait at barriers, and when other
+processes compete for the same cores that makes it many times slower, steadily (so the
+'spread' column does not show it; OMP_WAIT_POLICY=PASSIVE removes it, hence the cause).
+Measured on this 2-core machine with another job keeping the load average near 4: a 65x65
+one-tower training step took 15 s with PyTorch's defaults, 0.65 s with OMP_WAIT_POLICY=PASSIVE,
+and about 1.0 s in TensorFlow; a 65x65 forward pass 4.5 s instead of 0.09 s. Run the
+comparison on a quiet machine (the script warns when the load average at its start is 1 or
+more); --omp-passive runs the PyTorch children with OMP_WAIT_POLICY=PASSIVE, which is not
+PyTorch's default configuration (say so when quoting).
+
+What it is NOT: it is not kazuto1011's code (nothing was copied; their repository was used
+only as the description of the architecture), it loads no pretrained weights (no Caffe or
+COCO initialisation), it is not TorchScript / torch.compile'd, not channels-last, not
+quantised or bfloat16, and it has no data pipeline (inputs are fed tensors). Its numbers are
+those of a plain eager PyTorch implementation of the same network on the same inputs.
+"""
+import argparse
+import contextlib
+import functools
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for _path in (HERE, ROOT):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+import speed  # noqa: E402  (benchmarks/speed.py: no TensorFlow import at module level)
+
+NUM_CLASSES = speed.NUM_CLASSES
+IGNORE_LABEL = 255
+BN_EPSILON = 1e-5
+# (Caffe stage index, blocks, bottleneck width, stride of the first block, dilation)
+STAGES = ((2, 3, 64, 1, 1), (3, 4, 128, 2, 1), (4, 23, 256, 1, 2), (5, 3, 512, 1, 4))
+ASPP_RATES = (6, 12, 18, 24)
+ASPP_INIT_STD = 0.01
+# speed.py's training recipe (case_train): base lr, momentum, steps, poly power, decay.
+BASE_LR, MOMENTUM, NUM_STEPS, POWER, WEIGHT_DECAY = 2.5e-4, 0.9, 20001, 0.9, 5e-4
+LR_MULTS = (1.0, 10.0, 20.0)   # backbone kernels, ASPP kernels, ASPP biases
+
+SELF_CHECK_SIZES = (33, 64, 65, 321, 513, 375, 500)
+SELF_CHECK_INPUT = 65
+SELF_CHECK_TOLERANCE = 1e-3    # max |difference| / max |TensorFlow value|
+
+INSTALL_HINT = ('compare_pytorch.py: PyTorch is not installed (it is not a project '
+                'dependency); install its CPU build with: %s -m pip install torch==2.13.0'
+                % sys.executable)
+
+
+def torch_available():
+    return importlib.util.find_spec('torch') is not None
+
+
+def torch_version():
+    try:
+        from importlib.metadata import version
+        return version('torch')
+    except Exception:   # noqa: BLE001 (any metadata problem: unknown)
+        return None
+
+
+# ----------------------------------------------------------------------------- PyTorch model
+
+@functools.lru_cache(maxsize=None)
+def pt():
+    """Imports PyTorch and defines the model on first use (this module imports without
+    PyTorch; the TensorFlow processes never load it). Returns a namespace: torch, nn, F and
+    the classes."""
+    import types
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    class ConvBN(nn.Module):
+        """Convolution without bias + frozen BatchNorm (+ ReLU): Caffe's Convolution,
+        BatchNorm and Scale layers."""
+
+        def __init__(self, c_in, c_out, kernel, stride=1, pad=0, dilation=1, relu=True):
+            super().__init__()
+            self.conv = nn.Conv2d(c_in, c_out, kernel, stride, pad, dilation, bias=False)
+            self.bn = nn.BatchNorm2d(c_out, eps=BN_EPSILON)
+            self.relu = relu
+
+        def forward(self, x):
+            y = self.bn(self.conv(x))
+            return F.relu(y, inplace=True) if self.relu else y
+
+    class Bottleneck(nn.Module):
+        """1x1 (stride) -> 3x3 (dilation) -> 1x1 (4x width), plus the shortcut (1x1 conv + BN
+        on the first block of a stage, identity otherwise), then ReLU."""
+
+        def __init__(self, c_in, width, stride, dilation, project):
+            super().__init__()
+            self.branch2a = ConvBN(c_in, width, 1, stride)
+            self.branch2b = ConvBN(width, width, 3, 1, dilation, dilation)
+            self.branch2c = ConvBN(width, 4 * width, 1, relu=False)
+            self.branch1 = ConvBN(c_in, 4 * width, 1, stride, relu=False) if project else None
+
+        def forward(self, x):
+            shortcut = x if self.branch1 is None else self.branch1(x)
+            y = self.branch2c(self.branch2b(self.branch2a(x)))
+            y += shortcut
+            return F.relu(y, inplace=True)
+
+    class ASPP(nn.Module):
+        """Four 3x3 convolutions with bias, dilation = padding = rate, summed."""
+
+        def __init__(self, c_in, num_classes, rates):
+            super().__init__()
+            self.convs = nn.ModuleList(nn.Conv2d(c_in, num_classes, 3, 1, r, r, bias=True)
+                                       for r in rates)
+            for conv in self.convs:
+                nn.init.normal_(conv.weight, 0.0, ASPP_INIT_STD)
+                nn.init.zeros_(conv.bias)
+
+        def forward(self, x):
+            out = self.convs[0](x)
+            for conv in self.convs[1:]:
+                out = out + conv(x)
+            return out
+
+    class DeepLabV2ResNet101(nn.Module):
+        """One tower: [N, 3, H, W] -> [N, num_classes, h, w] logits. BatchNorm stays in eval
+        mode (frozen) whatever .train() says, and its parameters do not require gradients."""
+
+        def __init__(self, num_classes=NUM_CLASSES):
+            super().__init__()
+            self.conv1 = ConvBN(3, 64, 7, 2, 3)
+            self.pool1 = nn.MaxPool2d(3, 2, 1, ceil_mode=True)
+            stages, c_in = [], 64
+            for _, blocks, width, stride, dilation in STAGES:
+                layers = []
+                for i in range(blocks):
+                    layers.append(Bottleneck(c_in, width, stride if i == 0 else 1, dilation,
+                                             project=(i == 0)))
+                    c_in = 4 * width
+                stages.append(nn.Sequential(*layers))
+            self.stages = nn.ModuleList(stages)
+            self.aspp = ASPP(c_in, num_classes, ASPP_RATES)
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d) and not any(m is c for c in self.aspp.convs):
+                    nn.init.kaiming_normal_(m.weight, mode='fan_in', nonlinearity='relu')
+                elif isinstance(m, nn.BatchNorm2d):
+                    m.weight.requires_grad_(False)
+                    m.bias.requires_grad_(False)
+            self.train(False)
+
+        def train(self, mode=True):
+            super().train(mode)
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.train(False)
+            return self
+
+        def forward(self, x):
+            x = self.pool1(self.conv1(x))
+            for stage in self.stages:
+                x = stage(x)
+            return self.aspp(x)
+
+    class MSC(nn.Module):
+        """Multi-scale towers sharing one network; returns (fused, [logits per scale])."""
+
+        def __init__(self, base, scales, align_corners=False):
+            super().__init__()
+            self.base = base
+            self.scales = tuple(scales)
+            self.align_corners = align_corners
+
+        def forward(self, x):
+            h, w = x.shape[2:]
+            per_scale = []
+            for s in self.scales:
+                inputs = x if s == 1.0 else F.interpolate(
+                    x, size=(int(h * s), int(w * s)), mode='bilinear',
+                    align_corners=self.align_corners)
+                per_scale.append(self.base(inputs))
+            fused = per_scale[0]
+            for logits in per_scale[1:]:
+                fused = torch.maximum(fused, F.interpolate(
+                    logits, size=fused.shape[2:], mode='bilinear',
+                    align_corners=self.align_corners))
+            return fused, per_scale
+
+    return types.SimpleNamespace(torch=torch, nn=nn, F=F, ConvBN=ConvBN, Bottleneck=Bottleneck,
+                                 ASPP=ASPP, DeepLabV2ResNet101=DeepLabV2ResNet101, MSC=MSC)
+
+
+def block_names(num_blocks):
+    """Caffe's block suffixes (as deeplab_resnet.model.block_names, without TensorFlow)."""
+    if num_blocks <= 3:
+        return ['abc'[i] for i in range(num_blocks)]
+    return ['a'] + ['b%d' % i for i in range(1, num_blocks)]
+
+
+def tf_variable_map():
+    """PyTorch state_dict key -> TensorFlow variable name of this project's model."""
+    names = {}
+
+    def conv_bn(prefix, conv, bn):
+        names[prefix + '.conv.weight'] = conv + '/weights'
+        names[prefix + '.bn.weight'] = bn + '/gamma'
+        names[prefix + '.bn.bias'] = bn + '/beta'
+        names[prefix + '.bn.running_mean'] = bn + '/moving_mean'
+        names[prefix + '.bn.running_var'] = bn + '/moving_variance'
+
+    conv_bn('conv1', 'conv1', 'bn_conv1')
+    for s, (index, blocks, _, _, _) in enumerate(STAGES):
+        for b, suffix in enumerate(block_names(blocks)):
+            block = '%d%s' % (index, suffix)
+            for branch in ('branch2a', 'branch2b', 'branch2c') + (('branch1',) if b == 0
+                                                                  else ()):
+                conv_bn('stages.%d.%d.%s' % (s, b, branch), 'res%s_%s' % (block, branch),
+                        'bn%s_%s' % (block, branch))
+    for i in range(len(ASPP_RATES)):
+        names['aspp.convs.%d.weight' % i] = 'fc1_voc12_c%d/weights' % i
+        names['aspp.convs.%d.bias' % i] = 'fc1_voc12_c%d/biases' % i
+    return names
+
+
+def load_tf_weights(model, values):
+    """Copies TensorFlow variable values ({name: array}, kernels HWIO) into `model` (a
+    DeepLabV2ResNet101). Returns the TensorFlow names that were not used."""
+    torch = pt().torch
+    mapping = tf_variable_map()
+    state = model.state_dict()
+    missing = [k for k in state if k not in mapping and not k.endswith('num_batches_tracked')]
+    if missing:
+        raise KeyError('no TensorFlow variable for %s' % missing[:5])
+    new_state = {}
+    for key, tensor in state.items():
+        if key not in mapping:
+            new_state[key] = tensor
+            continue
+        value = values[mapping[key]]
+        if value.ndim == 4:
+            value = value.transpose(3, 2, 0, 1)   # HWIO -> OIHW
+        if tuple(value.shape) != tuple(tensor.shape):
+            raise ValueError('%s: TensorFlow %s vs PyTorch %s' % (key, value.shape,
+                                                                  tuple(tensor.shape)))
+        new_state[key] = torch.from_numpy(value.copy())
+    model.load_state_dict(new_state)
+    return sorted(set(values) - set(mapping.values()))
+
+
+def msc_losses(outputs, labels):
+    """The DeepLab-v2 MSC cross-entropy terms: [fused, scale 1, scale 2, ...], each the mean
+    over pixels whose label is not IGNORE_LABEL; labels [N, H, W] int64, resized to each
+    logit size by nearest neighbour with half-pixel centres ('nearest-exact')."""
+    p = pt()
+    fused, per_scale = outputs
+    terms = []
+    for logits in [fused] + list(per_scale):
+        resized = p.F.interpolate(labels[:, None].float(), size=logits.shape[2:],
+                                  mode='nearest-exact')[:, 0].long()
+        terms.append(p.F.cross_entropy(logits, resized, ignore_index=IGNORE_LABEL))
+    return terms
+
+
+def set_torch_threads(threads):
+    torch = pt().torch
+    if threads:
+        torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+
+
+def torch_info():
+    torch = pt().torch
+    return dict(torch=torch.__version__, torch_threads=torch.get_num_threads(),
+                torch_interop_threads=torch.get_num_interop_threads(),
+                mkldnn=bool(torch.backends.mkldnn.is_available()))
+
+
+def to_nchw(images_nhwc):
+    return pt().torch.from_numpy(images_nhwc.transpose(0, 3, 1, 2).copy())
+
+
+# ----------------------------------------------------------------------------- PyTorch cases
+
+def case_torch_gemm(spec):
+    set_torch_threads(spec['threads'])
+    torch = pt().torch
+    n = spec['gemm_n']
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen)
+    b = torch.randn(n, n, generator=gen)
+    c = torch.empty(n, n)
+    first, times = speed.time_runs(lambda: torch.mm(a, b, out=c), spec['warmup'] + 2,
+                                   max(spec['repeats'], 5))
+    flops = 2 * n ** 3
+    med = statistics.median(times)
+    return dict(torch_info(), rate=1.0 / med, unit='matmul/s', flops=flops,
+                gflops_per_s=flops / med / 1e9, first_run_s=first, times_s=times,
+                median_s=med)
+
+
+def case_torch_infer(spec):
+    set_torch_threads(spec['threads'])
+    p = pt()
+    torch, F = p.torch, p.F
+    h, w = spec['size']
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    model = p.MSC(p.DeepLabV2ResNet101(NUM_CLASSES), spec['scales']).eval()
+    build_s = time.perf_counter() - t0
+    x = to_nchw(speed.random_images([1, h, w, 3]))
+
+    def run():
+        with torch.inference_mode():
+            fused, _ = model(x)
+            logits = F.interpolate(fused, size=(h, w), mode='bilinear', align_corners=False)
+            probs = F.softmax(logits, dim=1)
+            labels = logits.argmax(dim=1)
+        return probs, labels
+
+    first, times = speed.time_runs(run, spec['warmup'], spec['repeats'])
+    med = statistics.median(times)
+    return dict(torch_info(), rate=1.0 / med, unit='img/s', build_s=build_s,
+                first_run_s=first, times_s=times, median_s=med)
+
+
+def case_torch_train(spec):
+    set_torch_threads(spec['threads'])
+    p = pt()
+    torch = p.torch
+    h, w = spec['size']
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    base = p.DeepLabV2ResNet101(NUM_CLASSES)
+    model = p.MSC(base, spec['scales']).train()
+    aspp = {id(t) for t in base.aspp.parameters()}
+    backbone = [t for t in base.parameters()
+                if t.requires_grad and id(t) not in aspp]
+    groups = [dict(params=backbone, mult=LR_MULTS[0]),
+              dict(params=[c.weight for c in base.aspp.convs], mult=LR_MULTS[1]),
+              dict(params=[c.bias for c in base.aspp.convs], mult=LR_MULTS[2],
+                   weight_decay=0.0)]
+    for g in groups:
+        g['lr'] = BASE_LR * g['mult']
+    optimizer = torch.optim.SGD(groups, lr=BASE_LR, momentum=MOMENTUM,
+                                weight_decay=WEIGHT_DECAY)
+    build_s = time.perf_counter() - t0
+    x = to_nchw(speed.random_images([1, h, w, 3]))
+    labels = torch.from_numpy(speed.random_labels([1, h, w, 1])[..., 0].astype('int64'))
+    step = [0]
+
+    def run():
+        poly = (1.0 - step[0] / float(NUM_STEPS)) ** POWER
+        for g in optimizer.param_groups:
+            g['lr'] = BASE_LR * g['mult'] * poly
+        optimizer.zero_grad(set_to_none=True)
+        loss = sum(msc_losses(model(x), labels))
+        loss.backward()
+        optimizer.step()
+        step[0] += 1
+        return loss.item()
+
+    first, times = speed.time_runs(run, spec['warmup'], spec['repeats'])
+    med = statistics.median(times)
+    trained = sum(t.numel() for g in groups for t in g['params'])
+    return dict(torch_info(), rate=1.0 / med, unit='step/s', build_s=build_s,
+                first_run_s=first, times_s=times, median_s=med, trained_parameters=trained)
+
+
+speed.CASES.update(torch_gemm=case_torch_gemm, torch_infer=case_torch_infer,
+                   torch_train=case_torch_train)
+
+
+# ----------------------------------------------------------------------------- plan
+
+def build_specs(args):
+    """speed.build_specs' gemm / infer / train specs (TensorFlow), each followed by its
+    PyTorch twin (kind 'torch_<kind>', same name, sizes, scales, threads, repeats)."""
+    ns = argparse.Namespace(quick=args.quick, sizes=args.sizes, scales=args.scales,
+                            precision='float32', mode='all', threads=args.threads,
+                            grappler=False, warmup=args.warmup, repeats=args.repeats,
+                            train_size='321x321')
+    wanted = {'gemm', 'infer', 'train'} if args.mode == 'all' else {'gemm', args.mode}
+    specs = []
+    for spec in speed.build_specs(ns):
+        if spec['kind'] not in wanted:
+            continue
+        spec['framework'] = 'tensorflow'
+        if spec['kind'] == 'infer':
+            spec['fetch_probs'] = True
+        twin = dict(spec, framework='pytorch', kind='torch_' + spec['kind'])
+        twin.pop('fetch_probs', None)
+        specs += [spec, twin]
+    return specs
+
+
+def pair_results(results):
+    """{name: {'tensorflow': r, 'pytorch': r}} -> one row per case with the ratios."""
+    by_name = {}
+    for r in results:
+        by_name.setdefault(r['name'], {})[r['framework']] = r
+    gemm = by_name.get('gemm_float32', {}).get('tensorflow')
+    peak = gemm['gflops_per_s'] if gemm else None
+    rows = []
+    for name, pair in by_name.items():
+        tf_r, pt_r = pair['tensorflow'], pair['pytorch']
+        kind = tf_r['kind']
+        row = dict(name=name, kind=kind, unit=tf_r['unit'], size=tf_r.get('size'),
+                   scales=tf_r.get('scales'), threads=tf_r['threads'],
+                   tensorflow=tf_r, pytorch=pt_r,
+                   tf_over_pytorch_throughput=tf_r['rate'] / pt_r['rate'])
+        for r in (tf_r, pt_r):
+            r['spread_max_over_min'] = max(r['times_s']) / min(r['times_s'])
+        if kind == 'gemm':
+            if peak:
+                for r in (tf_r, pt_r):
+                    r['fraction_of_fp32_gemm_peak'] = r['gflops_per_s'] / peak
+        else:
+            flops = tf_r['flops']
+            row['flops_tf_graph'] = flops
+            pt_r['flops'] = flops
+            pt_r['flops_source'] = 'TensorFlow graph of the same case (speed.count_flops)'
+            pt_r['gflops_per_s'] = flops / pt_r['median_s'] / 1e9
+            if peak:
+                for r in (tf_r, pt_r):
+                    r['fraction_of_fp32_gemm_peak'] = r['gflops_per_s'] / peak
+        rows.append(row)
+    return rows
+
+
+def format_table(rows):
+    head = ('case', 'unit', 'TF rate', 'PT rate', 'TF/PT', 'TF med s', 'PT med s', 'GFLOP',
+            'TF GFLOP/s', 'PT GFLOP/s', 'TF %peak', 'PT %peak', 'TF RSS MB', 'PT RSS MB',
+            'spread TF/PT')
+    lines = []
+    for row in rows:
+        t, p = row['tensorflow'], row['pytorch']
+        pct = lambda r: ('%.0f%%' % (100 * r['fraction_of_fp32_gemm_peak'])
+                         if 'fraction_of_fp32_gemm_peak' in r else '-')
+        lines.append((row['name'], row['unit'], '%.3f' % t['rate'], '%.3f' % p['rate'],
+                      '%.2f' % row['tf_over_pytorch_throughput'], '%.3f' % t['median_s'],
+                      '%.3f' % p['median_s'],
+                      '%.1f' % (t['flops'] / 1e9) if row['kind'] != 'gemm' else
+                      '%.2f' % (t['flops'] / 1e9),
+                      '%.1f' % t['gflops_per_s'], '%.1f' % p['gflops_per_s'], pct(t), pct(p),
+                      '%.0f' % t['peak_rss_mb'], '%.0f' % p['peak_rss_mb'],
+                      '%.2f/%.2f' % (t['spread_max_over_min'], p['spread_max_over_min'])))
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+    fmt = lambda cells: '  '.join(str(c).ljust(wd) for c, wd in zip(cells, widths)).rstrip()
+    return '\n'.join([fmt(head), fmt(['-' * wd for wd in widths])] + [fmt(r) for r in lines])
+
+
+# ----------------------------------------------------------------------------- self-check
+
+def tf_reference(path):
+    """Child process of --self-check (TensorFlow only): writes to `path` (.npz) the model's
+    variable values (BN statistics, gamma, beta and ASPP biases randomised), a 65x65 input,
+    labels, the 3-scale logits and cross-entropy terms, output_size of SELF_CHECK_SIZES and
+    the parameter count from variable_shapes(21)."""
+    import numpy as np
+    import tensorflow as tf
+    from deeplab_resnet import losses, model, msc
+    tf1 = tf.compat.v1
+    shapes = model.variable_shapes(NUM_CLASSES)
+    params = [n for n in shapes if not n.endswith(('moving_mean', 'moving_variance'))]
+    n_params = sum(int(np.prod(shapes[n])) for n in params)
+    size = SELF_CHECK_INPUT
+    scales = speed.TRAIN_SCALES
+    images_np = speed.random_images([1, size, size, 3])
+    labels_np = speed.random_labels([1, size, size, 1])
+    rs = np.random.RandomState(1)
+    with tf.Graph().as_default():
+        tf1.set_random_seed(0)
+        images = tf1.placeholder(tf.float32, [1, size, size, 3])
+        labels = tf1.placeholder(tf.uint8, [1, size, size, 1])
+        out = msc.multi_scale_logits(images, NUM_CLASSES, False, scales)
+        loss = losses.msc_loss(out, labels, NUM_CLASSES, [], 0.0, scales)
+        variables = tf1.global_variables()
+        with tf1.Session(config=speed.session_config(dict(threads=2, grappler=False))) as sess:
+            sess.run(tf1.global_variables_initializer())
+            for v in variables:
+                name = v.op.name
+                n = v.get_shape().as_list()[0]
+                value = {'gamma': lambda: rs.uniform(0.5, 1.5, n),
+                         'beta': lambda: rs.normal(0, 0.2, n),
+                         'moving_mean': lambda: rs.normal(0, 0.2, n),
+                         'moving_variance': lambda: rs.uniform(0.5, 2.0, n),
+                         'biases': lambda: rs.normal(0, 0.1, n)}.get(name.rsplit('/', 1)[-1])
+                if value is not None:
+                    v.load(value().astype(np.float32), sess)
+            fetched = sess.run(dict(fused=out.fused, per_scale=out.per_scale,
+                                    terms=list(loss.terms.values())),
+                               {images: images_np, labels: labels_np})
+            values = {'var/' + v.op.name: sess.run(v) for v in variables}
+    arrays = dict(values, images=images_np, labels=labels_np, fused=fetched['fused'],
+                  terms=np.array(fetched['terms'], np.float64), n_params=n_params,
+                  n_variables=len(shapes), sizes=np.array(SELF_CHECK_SIZES),
+                  output_sizes=np.array([model.output_size(s) for s in SELF_CHECK_SIZES]))
+    for i, logits in enumerate(fetched['per_scale']):
+        arrays['per_scale_%d' % i] = logits
+    np.savez(path, **arrays)
+
+
+def relative_difference(a, b):
+    import numpy as np
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-30))
+
+
+def self_check(threads):
+    """(a) output sizes, (b) parameter count, (c) logits with the TensorFlow weights copied
+    in, (d) the MSC loss terms. Prints the results; returns 0 when every check passes."""
+    import subprocess
+    import tempfile
+    import numpy as np
+    set_torch_threads(threads)
+    p = pt()
+    torch = p.torch
+    ok = True
+
+    def verdict(passed):
+        nonlocal ok
+        ok = ok and passed
+        return 'OK' if passed else 'FAIL'
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'tf_reference.npz')
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), '--tf-reference',
+                               path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-4000:], file=sys.stderr)
+            print('self-check: the TensorFlow reference process failed (exit %d)'
+                  % proc.returncode)
+            return 1
+        ref = dict(np.load(path))
+
+    print('self-check: PyTorch DeepLab-v2 ResNet-101 (this file) vs deeplab_resnet.model')
+    # (a) output sizes, from shapes only (meta tensors: no arithmetic).
+    with torch.device('meta'):
+        meta_model = p.DeepLabV2ResNet101(NUM_CLASSES)
+    sizes = [int(s) for s in ref['sizes']]
+    out = dict(zip(sizes, (int(s) for s in ref['output_sizes'])))
+    inputs = [(s, s) for s in sizes] + [(375, 500), (500, 375)]   # and VOC's landscape
+    want = [(out[h], out[w]) for h, w in inputs]
+    with torch.no_grad():
+        got = [tuple(meta_model(torch.empty(1, 3, h, w, device='meta')).shape[2:])
+               for h, w in inputs]
+    print('(a) logit size for inputs %s' % ', '.join('%dx%d' % hw for hw in inputs))
+    print('    TensorFlow model.output_size: %s' % ', '.join('%dx%d' % hw for hw in want))
+    print('    PyTorch (shapes only):        %s  %s' % (
+        ', '.join('%dx%d' % hw for hw in got), verdict(got == want)))
+    # (b) parameters (BN gamma/beta count; moving statistics do not).
+    model = p.DeepLabV2ResNet101(NUM_CLASSES)
+    n_pt = sum(t.numel() for t in model.parameters())
+    n_trained = sum(t.numel() for t in model.parameters() if t.requires_grad)
+    n_tf = int(ref['n_params'])
+    print('(b) parameters, 21 classes: TensorFlow %d (%d variables less the moving '
+          'statistics), PyTorch %d (%d trained, BN frozen)  %s'
+          % (n_tf, int(ref['n_variables']), n_pt, n_trained, verdict(n_pt == n_tf)))
+    # (c) logits with the TensorFlow weights.
+    values = {k[4:]: v for k, v in ref.items() if k.startswith('var/')}
+    unused = load_tf_weights(model, values)
+    verdict(not unused)
+    if unused:
+        print('    TensorFlow variables with no PyTorch counterpart: %s' % unused[:5])
+    x = to_nchw(ref['images'])
+    size = SELF_CHECK_INPUT
+    with torch.inference_mode():
+        single = model(x).numpy().transpose(0, 2, 3, 1)
+        msc_same = p.MSC(model, speed.TRAIN_SCALES, align_corners=True)(x)
+        msc_k = p.MSC(model, speed.TRAIN_SCALES, align_corners=False)(x)
+    tf_single = ref['per_scale_0']
+    rel = relative_difference(tf_single, single)
+    agree = float(np.mean(tf_single.argmax(-1) == single.argmax(-1)))
+    print('(c) %dx%d, single scale, TensorFlow weights copied (%d tensors; BN statistics, '
+          'gamma, beta and ASPP biases randomised): logits %s, max |TF| %.3g, max |diff| '
+          '%.3g, relative %.2g, argmax agreement %.4f  %s'
+          % (size, size, len(values), 'x'.join(map(str, tf_single.shape[1:3])),
+             np.max(np.abs(tf_single)), np.max(np.abs(tf_single - single)), rel, agree,
+             verdict(rel < SELF_CHECK_TOLERANCE and tf_single.shape == single.shape)))
+    rels = [relative_difference(ref['per_scale_%d' % i],
+                                msc_same[1][i].numpy().transpose(0, 2, 3, 1))
+            for i in range(len(speed.TRAIN_SCALES))]
+    rel_fused = relative_difference(ref['fused'], msc_same[0].numpy().transpose(0, 2, 3, 1))
+    print('    3 scales (1, 0.75, 0.5) with align_corners=True as the TensorFlow code: '
+          'per-scale relative %s, fused %.2g  %s' % (
+              ', '.join('%.2g' % r for r in rels), rel_fused,
+              verdict(max(rels + [rel_fused]) < SELF_CHECK_TOLERANCE)))
+    rel_k = relative_difference(ref['fused'], msc_k[0].numpy().transpose(0, 2, 3, 1))
+    print('    (the benchmark\'s align_corners=False, as kazuto1011: fused differs by %.2g '
+          'relative, expected: different interpolation, same cost)' % rel_k)
+    # (d) loss terms.
+    labels = torch.from_numpy(ref['labels'][..., 0].astype(np.int64))
+    with torch.no_grad():
+        terms = np.array([float(t) for t in msc_losses(msc_same, labels)])
+    tf_terms = ref['terms']
+    rel_terms = float(np.max(np.abs(terms - tf_terms) / np.abs(tf_terms)))
+    print('(d) cross-entropy terms (fused, 1, 0.75, 0.5), align_corners=True: TensorFlow %s, '
+          'PyTorch %s, max relative %.2g  %s' % (
+              ', '.join('%.6g' % t for t in tf_terms), ', '.join('%.6g' % t for t in terms),
+              rel_terms, verdict(rel_terms < SELF_CHECK_TOLERANCE)))
+    print('self-check: %s' % ('passed' if ok else 'FAILED'))
+    return 0 if ok else 1
+
+
+# ----------------------------------------------------------------------------- main
+
+BUSY_LOAD = 1.0   # 1-minute load average at the start above which the script warns
+
+
+@contextlib.contextmanager
+def environment(values):
+    """os.environ with `values` set (for the child processes started inside)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--sizes', default='321x321,513x513,375x500',
+                   help='inference sizes HxW, comma-separated (default %(default)s)')
+    p.add_argument('--scales', default='1.0|1.0,0.75,0.5',
+                   help="inference scale sets separated by '|' (default %(default)s)")
+    p.add_argument('--mode', default='all', choices=['infer', 'train', 'all'])
+    p.add_argument('--threads', type=int, default=os.cpu_count() or 1,
+                   help='threads of both frameworks (TensorFlow intra-op, PyTorch '
+                        'set_num_threads; default: the CPU count, %(default)s)')
+    p.add_argument('--repeats', type=int, default=7, help='timed runs (default %(default)s)')
+    p.add_argument('--warmup', type=int, default=1, help='warm-up runs (default %(default)s)')
+    p.add_argument('--quick', action='store_true',
+                   help="speed.py's --quick sizes: 65x65, one training tower, 1 warm-up + 2 "
+                        'timed runs, a 512 GEMM (a smoke test)')
+    p.add_argument('--json', help='write the results here')
+    p.add_argument('--omp-passive', action='store_true',
+                   help='run the PyTorch cases with OMP_WAIT_POLICY=PASSIVE (not PyTorch\'s '
+                        'default; for a machine that other processes keep busy)')
+    p.add_argument('--self-check', action='store_true',
+                   help='check the PyTorch model against the TensorFlow one and exit')
+    p.add_argument('--run-case', help=argparse.SUPPRESS)
+    p.add_argument('--tf-reference', help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.tf_reference:
+        tf_reference(args.tf_reference)
+        return 0
+    if args.run_case:
+        result = speed.run_case(json.loads(args.run_case))
+        print(speed.RESULT_PREFIX + json.dumps(result))
+        return 0
+    if not torch_available():
+        print(INSTALL_HINT)
+        return 2
+    if args.threads < 1:
+        p.error('--threads must be at least 1 (both frameworks get the same count)')
+    if args.self_check:
+        return self_check(args.threads)
+
+    specs = build_specs(args)
+    meta = dict(command=' '.join([os.path.basename(sys.executable)] + sys.argv),
+                argv=sys.argv[1:], quick=args.quick, threads=args.threads,
+                tensorflow_inter_op_threads=2, pytorch_interop_threads=1,
+                cpu=speed.cpu_model(), cpu_count=os.cpu_count(),
+                python=platform.python_version(), torch=torch_version(),
+                load_average_start=speed.load_average(),
+                started=time.strftime('%Y-%m-%dT%H:%M:%S'),
+                environment={k: v for k, v in os.environ.items()   # threading / oneDNN
+                             if k.startswith(('OMP_', 'KMP_', 'GOMP_', 'MKL_', 'DNNL_',
+                                              'ONEDNN_', 'TORCH_'))
+                             or k in ('TF_ENABLE_ONEDNN_OPTS', 'TF_NUM_INTRAOP_THREADS',
+                                      'TF_NUM_INTEROP_THREADS', 'TF_XLA_FLAGS')},
+                pytorch_model='this file\'s DeepLabV2ResNet101 + MSC (not kazuto1011\'s '
+                              'code), eager, NCHW, float32, frozen BN, MSC align_corners=False')
+    meta['pytorch_child_environment'] = pt_env = (
+        {'OMP_WAIT_POLICY': 'PASSIVE'} if args.omp_passive else {})
+    meta['warnings'] = warnings = []
+    load = meta['load_average_start']
+    if load and load[0] >= BUSY_LOAD:
+        warnings.append('load average %.2f at the start: the machine is not quiet; PyTorch '
+                        '(OpenMP) suffers much more from other processes than TensorFlow%s'
+                        % (load[0], '' if args.omp_passive else ' (see --omp-passive)'))
+    for w in warnings:
+        print('warning: ' + w, file=sys.stderr, flush=True)
+    results = []
+    for spec in specs:
+        print('... %s %s' % (spec['framework'], spec['name']), file=sys.stderr, flush=True)
+        if spec['framework'] == 'pytorch':
+            with environment(pt_env):
+                results.append(speed.run_case_subprocess(spec, script=__file__))
+        else:
+            results.append(speed.run_case_subprocess(spec))
+    rows = pair_results(results)
+    meta['load_average_end'] = speed.load_average()
+    meta['finished'] = time.strftime('%Y-%m-%dT%H:%M:%S')
+    meta['tensorflow'] = next((r['tensorflow'] for r in results if r.get('tensorflow')), None)
+    meta['torch'] = next((r['torch'] for r in results if r.get('torch')), meta['torch'])
+    print(format_table(rows))
+    print('TF/PT: TensorFlow throughput / PyTorch throughput (> 1: TensorFlow faster). '
+          'GFLOP: the TensorFlow graph\'s; %%peak: of the TensorFlow fp32 GEMM (%.1f GFLOP/s); '
+          'spread: slowest / fastest timed run (well above 1: the machine was busy).'
+          % next((r['tensorflow']['gflops_per_s'] for r in rows if r['kind'] == 'gemm'),
+                 float('nan')))
+    print('threads %d; TensorFlow %s, PyTorch %s%s; load average (1, 5, 15 min): start %s, '
+          'end %s' % (args.threads, meta['tensorflow'], meta['torch'],
+                      ' (with %s)' % ' '.join('%s=%s' % kv for kv in pt_env.items())
+                      if pt_env else '',
+                      ', '.join('%.2f' % x for x in meta['load_average_start'] or []),
+                      ', '.join('%.2f' % x for x in meta['load_average_end'] or [])))
+    for w in warnings:
+        print('warning: ' + w)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'meta': meta, 'cases': rows}, f, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
