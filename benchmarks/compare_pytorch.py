@@ -762,17 +762,13 @@ def main(argv=None):
           'spread: slowest / fastest timed run (well above 1: the machine was busy).'
           % next((r['tensorflow']['gflops_per_s'] for r in rows if r['kind'] == 'gemm'),
                  float('nan')))
-    print('threads %d; TensorFlow %s, PyTorch %s%s; load average (1, 5, 15 min): start %s, '
-          'end %s' % (args.threads, meta['tensorflow'], meta['torch'],
-                      ' (with %s)' % ' '.join('%s=%s' % kv for kv in pt_env.items())
-                      if pt_env else '',
-                      ', '.join('%.2f' % x for x in meta['load_average_start'] or []),
-                      ', '.join('%.2f' % x for x in meta['load_average_end'] or [])))
+    print('threads %d; TensorFlow %s, PyTorch %s%s; %s' % (
+        args.threads, meta['tensorflow'], meta['torch'],
+        ' (with %s)' % ' '.join('%s=%s' % kv for kv in pt_env.items()) if pt_env else '',
+        speed.load_average_line(meta)))
     for w in warnings:
         print('warning: ' + w)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump({'meta': meta, 'cases': rows}, f, indent=1)
+    speed.write_json(args.json, meta, rows)
     return 0
 
 

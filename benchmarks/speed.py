@@ -541,13 +541,24 @@ def main(argv=None):
     meta['load_average_end'] = load_average()
     meta['tensorflow'] = next((r['tensorflow'] for r in results if r.get('tensorflow')), None)
     print(format_table(results))
-    print('load average (1, 5, 15 min): start %s, end %s' % (
-        ', '.join('%.2f' % x for x in meta['load_average_start'] or []),
-        ', '.join('%.2f' % x for x in meta['load_average_end'] or [])))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump({'meta': meta, 'cases': results}, f, indent=1)
+    print(load_average_line(meta))
+    write_json(args.json, meta, results)
     return 0
+
+
+def load_average_line(meta):
+    """'load average (1, 5, 15 min): start a, b, c, end d, e, f' from meta's
+    load_average_start / load_average_end."""
+    return 'load average (1, 5, 15 min): start %s, end %s' % (
+        ', '.join('%.2f' % x for x in meta['load_average_start'] or []),
+        ', '.join('%.2f' % x for x in meta['load_average_end'] or []))
+
+
+def write_json(path, meta, cases):
+    """Writes {'meta': meta, 'cases': cases} to path (nothing when path is empty)."""
+    if path:
+        with open(path, 'w') as f:
+            json.dump({'meta': meta, 'cases': cases}, f, indent=1)
 
 
 if __name__ == '__main__':
