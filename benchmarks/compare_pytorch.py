@@ -500,9 +500,7 @@ def format_table(rows):
                       '%.1f' % t['gflops_per_s'], '%.1f' % p['gflops_per_s'], pct(t), pct(p),
                       '%.0f' % t['peak_rss_mb'], '%.0f' % p['peak_rss_mb'],
                       '%.2f/%.2f' % (t['spread_max_over_min'], p['spread_max_over_min'])))
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
-    fmt = lambda cells: '  '.join(str(c).ljust(wd) for c, wd in zip(cells, widths)).rstrip()
-    return '\n'.join([fmt(head), fmt(['-' * wd for wd in widths])] + [fmt(r) for r in lines])
+    return speed.aligned_table(head, lines)
 
 
 # ----------------------------------------------------------------------------- self-check
@@ -680,10 +678,7 @@ def environment(values):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--sizes', default='321x321,513x513,375x500',
-                   help='inference sizes HxW, comma-separated (default %(default)s)')
-    p.add_argument('--scales', default='1.0|1.0,0.75,0.5',
-                   help="inference scale sets separated by '|' (default %(default)s)")
+    speed.add_inference_arguments(p)
     p.add_argument('--mode', default='all', choices=['infer', 'train', 'all'])
     p.add_argument('--threads', type=int, default=os.cpu_count() or 1,
                    help='threads of both frameworks (TensorFlow intra-op, PyTorch '

@@ -486,17 +486,27 @@ def format_table(results):
                      '%.1f' % r['gflops_per_s'] if r.get('gflops_per_s') else '-',
                      '%.0f%%' % (100 * frac) if frac is not None else '-',
                      '%.1f' % r['first_run_s'], '%.0f' % r['peak_rss_mb'], note))
+    return aligned_table(head, rows)
+
+
+def aligned_table(head, rows):
+    """Left-aligned columns two spaces apart, a dashed rule under the header."""
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda cells: '  '.join(str(c).ljust(wd) for c, wd in zip(cells, widths)).rstrip()
     return '\n'.join([line(head), line(['-' * wd for wd in widths])] + [line(r) for r in rows])
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def add_inference_arguments(p):
+    """--sizes and --scales, as speed.py and compare_pytorch.py take them."""
     p.add_argument('--sizes', default='321x321,513x513,375x500',
                    help='inference sizes HxW, comma-separated (default %(default)s)')
     p.add_argument('--scales', default='1.0|1.0,0.75,0.5',
                    help="inference scale sets separated by '|' (default %(default)s)")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    add_inference_arguments(p)
     p.add_argument('--train-size', default='321x321', help='training crop (default %(default)s)')
     p.add_argument('--mode', default='all', choices=['infer', 'train', 'pipeline', 'crf', 'all'])
     p.add_argument('--threads', type=int, default=0,
