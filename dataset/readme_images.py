@@ -1,7 +1,7 @@
 """Regenerates the README's pictures: `python -m dataset.readme_images --demo-dir demo_run`.
 
 - images/colour_scheme.png: the VOC colour legend (drawn with matplotlib from colormap.py);
-- images/mask.png: image | colour mask of the first demo inference output;
+- images/mask.png: image | colour mask of the first four demo inference outputs;
 - images/summary.png: the last TensorBoard image summary of the demo run.
 """
 import argparse
@@ -35,15 +35,34 @@ def colour_scheme(path):
     plt.close(fig)
 
 
-def mask_figure(demo_dir, path):
-    masks = sorted(glob.glob(os.path.join(demo_dir, 'inference', '*_mask.png')))
+def _pad(rgb, height, width):
+    """[h, w, 3] uint8 -> [height, width, 3], the extra pixels white."""
+    out = np.full((height, width, 3), 255, dtype=np.uint8)
+    out[:rgb.shape[0], :rgb.shape[1]] = rgb
+    return out
+
+
+def mask_figure(demo_dir, path, count=4, columns=2, gap=4, zoom=2):
+    """Image | colour mask of the first `count` demo inference outputs, `columns` pairs a row."""
+    masks = sorted(glob.glob(os.path.join(demo_dir, 'inference', '*_mask.png')))[:count]
     if not masks:
         return False
-    stem = os.path.basename(masks[0])[:-len('_mask.png')]
-    image = Image.open(os.path.join(demo_dir, 'data', 'JPEGImages', stem + '.jpg'))
-    mask = Image.open(masks[0]).convert('RGB')
-    row = np.concatenate([np.asarray(image.convert('RGB')), np.asarray(mask)], axis=1)
-    Image.fromarray(row).resize((row.shape[1] * 3, row.shape[0] * 3), Image.NEAREST).save(path)
+    pairs = []
+    for mask_path in masks:
+        stem = os.path.basename(mask_path)[:-len('_mask.png')]
+        image = Image.open(os.path.join(demo_dir, 'data', 'JPEGImages', stem + '.jpg'))
+        pair = [np.asarray(image.convert('RGB')), np.asarray(Image.open(mask_path).convert('RGB'))]
+        height = max(x.shape[0] for x in pair)
+        pairs.append(np.concatenate([_pad(pair[0], height, pair[0].shape[1]),
+                                     _pad(pair[1], height, pair[1].shape[1])], axis=1))
+    height = max(x.shape[0] for x in pairs) + gap
+    width = max(x.shape[1] for x in pairs) + gap
+    cells = [_pad(x, height, width) for x in pairs]
+    cells += [_pad(np.zeros((0, 0, 3), np.uint8), height, width)] * (-len(cells) % columns)
+    grid = np.concatenate([np.concatenate(cells[i:i + columns], axis=1)
+                           for i in range(0, len(cells), columns)], axis=0)
+    Image.fromarray(grid).resize((grid.shape[1] * zoom, grid.shape[0] * zoom),
+                                 Image.NEAREST).save(path)
     return True
 
 
