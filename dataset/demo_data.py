@@ -3,9 +3,10 @@
 Each image holds 1 to 3 large objects on a cluttered background. The class of an object is
 given by its SHAPE and TEXTURE, never by its colour: every object is painted in a dark and a
 light shade of one hue drawn from a shared pool, so a colour alone says nothing about the
-class. Objects stand upright (not rotated) and their textures are coarse enough to survive the
-0.5 scale tower: with a few hundred steps from scratch, rotation invariance and fine textures
-are what a network fails to learn (README, "The demo", has the measurements).
+class. Objects stand upright (not rotated) and their textures are coarse enough for the 0.5
+scale tower: in a few hundred steps from scratch a network does not learn rotation and
+colour-pair invariance, and fine textures blur away at half size (README, "The demo", has the
+measurements).
 
   0 background       gradient + low-frequency blotches + pixel noise + small solid clutter
                      (thin lines at any angle, small ellipses, in the same colour pool)
@@ -14,6 +15,11 @@ are what a network fails to learn (README, "The demo", has the measurements).
   3 dotted_triangle  triangle (pointing down) with a grid of dots
   4 grid_ring        thick ring (annulus, background shows through the hole) with a grid of
                      thin lines
+
+Objects may partly occlude each other. As in PASCAL VOC, a band of the ignore label (255)
+a couple of pixels wide runs along every boundary between different labels. Image sizes are
+drawn from [min_size, max_size] (odd and even heights are both guaranteed once there are two
+images). Images are JPEG (quality 90), masks palette PNGs holding the indices (VOC palette).
 
 Layout written under the output directory (the list format of deeplab_resnet.datalist):
 

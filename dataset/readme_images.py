@@ -51,10 +51,8 @@ def mask_figure(demo_dir, path, count=4, columns=2, gap=4, zoom=2):
     for mask_path in masks:
         stem = os.path.basename(mask_path)[:-len('_mask.png')]
         image = Image.open(os.path.join(demo_dir, 'data', 'JPEGImages', stem + '.jpg'))
-        pair = [np.asarray(image.convert('RGB')), np.asarray(Image.open(mask_path).convert('RGB'))]
-        height = max(x.shape[0] for x in pair)
-        pairs.append(np.concatenate([_pad(pair[0], height, pair[0].shape[1]),
-                                     _pad(pair[1], height, pair[1].shape[1])], axis=1))
+        mask = Image.open(mask_path).convert('RGB')         # the image's size
+        pairs.append(np.concatenate([np.asarray(image.convert('RGB')), np.asarray(mask)], axis=1))
     height = max(x.shape[0] for x in pairs) + gap
     width = max(x.shape[1] for x in pairs) + gap
     cells = [_pad(x, height, width) for x in pairs]
