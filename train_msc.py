@@ -88,6 +88,9 @@ def get_arguments(argv=None):
                    help='snapshot and image summary every N steps (default %(default)s)')
     p.add_argument('--snapshot-dir', default='./snapshots/',
                    help='snapshots and TensorBoard logs (default %(default)s)')
+    p.add_argument('--keep-snapshots', type=cli.positive_int, default=10, metavar='N',
+                   help='keep the newest N snapshots, delete older ones (default %(default)s; '
+                        'a ResNet-101 snapshot is ~170 MB plus ~170 MB per optimizer slot)')
     p.add_argument('--weight-decay', type=float, default=0.0005,
                    help='L2 weight decay on convolution kernels (default %(default)s)')
     p.add_argument('--log-every', type=cli.positive_int, default=1,

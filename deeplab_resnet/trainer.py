@@ -32,7 +32,6 @@ from deeplab_resnet.utils import (decode_labels, inv_preprocess, resize_bilinear
 tf1 = tf.compat.v1
 
 CKPT_NAME = 'model.ckpt'
-MAX_TO_KEEP = 10
 
 
 class TrainGraph(object):
@@ -76,7 +75,8 @@ class TrainGraph(object):
             self.zero_residual = (zero_residual_gammas(self.network_variables)
                                   if getattr(args, 'zero_init_residual', False) else None)
         self.scalar_summary = self._scalar_summaries()
-        self.saver = tf1.train.Saver(var_list=tf1.global_variables(), max_to_keep=MAX_TO_KEEP)
+        self.saver = tf1.train.Saver(var_list=tf1.global_variables(),
+                                     max_to_keep=args.keep_snapshots)
 
     def _input_fn(self, context):
         """This worker's batches: its shard of the list (tf.distribute.InputContext), each
@@ -293,6 +293,10 @@ def restore_or_resume(sess, graph, args, log=print, resume=None):
             raise InputError('%s: cannot resume: its variables do not fit this network (%s); '
                              'start afresh with another --snapshot-dir'
                              % (latest, str(e).splitlines()[0][:200]))
+        # The earlier run's snapshots count towards --keep-snapshots, oldest deleted first.
+        state = tf1.train.get_checkpoint_state(args.snapshot_dir)
+        if state is not None:
+            graph.saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
         step = int(sess.run(graph.global_step))
         init = (record or {}).get('initialised_from')
         if not isinstance(init, dict):
@@ -379,7 +383,7 @@ class StopFlag(object):
 def save_snapshot(sess, graph, step, log=print):
     """Saves everything as <snapshot-dir>/model.ckpt-<step> and its provenance record
     model.ckpt-<step>.json (provenance.training_record); drops the records of snapshots the
-    Saver has deleted (it keeps MAX_TO_KEEP)."""
+    Saver has deleted (it keeps the newest --keep-snapshots)."""
     args = graph.args
     path = graph.saver.save(sess, os.path.join(args.snapshot_dir, CKPT_NAME),
                             global_step=step, write_meta_graph=False)

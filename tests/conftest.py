@@ -1,7 +1,26 @@
 import os
+import shutil
 import sys
+
+import pytest
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def module_dir(tmp_path_factory):
+    """make(name) -> a new directory (pathlib.Path) for files a test module shares; all are
+    removed when the module is done. Checkpoints are 170-510 MB each, so the suite does not
+    keep them until the session ends (pytest.ini removes each passing test's tmp_path too)."""
+    made = []
+
+    def make(name):
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield make
+    for directory in made:
+        shutil.rmtree(directory, ignore_errors=True)

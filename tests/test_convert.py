@@ -83,8 +83,8 @@ def expect_input_error(argv, capsys, *fragments):
 # Fixtures: one 21-class synthetic model, converted once.
 
 @pytest.fixture(scope='module')
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp('convert')
+def workdir(module_dir):
+    return module_dir('convert')
 
 
 @pytest.fixture(scope='module')

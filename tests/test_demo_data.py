@@ -14,8 +14,8 @@ NUM_TRAIN, NUM_VAL = 12, 4
 
 
 @pytest.fixture(scope='module')
-def demo(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp('demo'))
+def demo(module_dir):
+    out = str(module_dir('demo'))
     train, val = demo_data.generate(out, NUM_TRAIN, NUM_VAL, seed=7)
     return out, train, val
 

@@ -35,8 +35,8 @@ RESULTS = {}   # figures shared between tests (the network's confusion matrix at
 
 
 @pytest.fixture(scope='module')
-def env(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('evaluate'))
+def env(module_dir):
+    root = str(module_dir('evaluate'))
     data = os.path.join(root, 'data')
     val = helpers.make_dataset(data, num_images=3, sizes=((40, 50), (41, 37)),
                                num_classes=NUM_CLASSES, list_name='val.txt')

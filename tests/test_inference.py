@@ -58,8 +58,8 @@ def read_rgb(path):
 
 
 @pytest.fixture(scope='module')
-def ckpt(tmp_path_factory):
-    return make_checkpoint(str(tmp_path_factory.mktemp('ckpt')), num_classes=NC, seed=0,
+def ckpt(module_dir):
+    return make_checkpoint(str(module_dir('ckpt')), num_classes=NC, seed=0,
                            aspp_std=1.0)
 
 
@@ -77,10 +77,10 @@ def link_checkpoint_with_record(prefix, directory, record):
 
 
 @pytest.fixture(scope='module')
-def inputs(tmp_path_factory):
+def inputs(module_dir):
     """Explicit files (JPEG, PNG, greyscale, odd and even sizes), a directory with a corrupt
     file, and a list file. Returns (argv paths, {stem: (h, w)} of the good images, data_dir)."""
-    root = tmp_path_factory.mktemp('inputs')
+    root = module_dir('inputs')
     files = [save_image(root / 'odd.jpg', (41, 57), 1),
              save_image(root / 'even.png', (48, 64), 2),
              save_image(root / 'grey.png', (45, 38), 3, mode='L'),
@@ -99,15 +99,15 @@ def inputs(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def run1(tmp_path_factory, ckpt, inputs):
+def run1(module_dir, ckpt, inputs):
     """One in-process run on every input with every output; the checkpoint has a provenance
     record giving the class count (no --num-classes)."""
     paths, _, data_dir = inputs
     prefix = link_checkpoint_with_record(
-        ckpt, str(tmp_path_factory.mktemp('prov')),
+        ckpt, str(module_dir('prov')),
         {'num_classes': NC, 'image_mean': list(IMG_MEAN_BGR), 'created_by': 'test',
          'class_names': ['bg', 'one', 'two', 'three']})
-    out = str(tmp_path_factory.mktemp('out1'))
+    out = str(module_dir('out1'))
     code, stdout, stderr = run_main(paths + [prefix, '--data-dir', data_dir, '--save-dir', out,
                                              '--save-labels', '--overlay', '--save-probs',
                                              '--threads', 2])

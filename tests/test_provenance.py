@@ -42,8 +42,8 @@ def run_captured(fn, *args, **kwargs):
 
 
 @pytest.fixture(scope='module')
-def env(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('provenance'))
+def env(module_dir):
+    root = str(module_dir('provenance'))
     data = os.path.join(root, 'data')
     train = helpers.make_dataset(data, num_images=4, num_classes=3)
     other = helpers.make_dataset(data, num_images=3, num_classes=3, list_name='other.txt',

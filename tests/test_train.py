@@ -22,8 +22,8 @@ ONE_SCALE = (1.0,)
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('train_data'))
+def data(module_dir):
+    root = str(module_dir('train_data'))
     return root, make_dataset(root, num_images=6, sizes=((40, 50), (41, 37)), num_classes=3)
 
 
@@ -103,7 +103,8 @@ def test_training_learns_and_writes_summaries(data, tmp_path):
     code = train_msc.main(base_args(data, snap, '--num-steps', '30', '--is-training',
                                     '--learning-rate', LEARNING_TEST_LR,
                                     '--aspp-lr-mult', '0.1,0.2',
-                                    '--save-pred-every', '15', '--save-num-images', '2'))
+                                    '--save-pred-every', '15', '--save-num-images', '2',
+                                    '--keep-snapshots', '1'))
     assert code == 0
     scalars, images, graphs = read_events(str(snap))
     for tag in ['loss/total', 'loss/cross_entropy', 'loss/weight_decay', 'loss/fused',
@@ -149,7 +150,7 @@ def _read_until(proc, needle, timeout=240):
 def test_kill_and_resume_continue_the_schedule(data, tmp_path):
     snap = tmp_path / 'snap'
     proc = _start(data, snap, '--num-steps', '6', '--save-pred-every', '2', '--is-training',
-                  '--scales', '1')
+                  '--scales', '1', '--keep-snapshots', '1')
     _read_until(proc, 'saved snapshot')
     proc.send_signal(signal.SIGKILL)          # a crash: no chance to save
     proc.wait(timeout=60)
@@ -157,7 +158,7 @@ def test_kill_and_resume_continue_the_schedule(data, tmp_path):
     step = int(saved.rsplit('-', 1)[1])
     before = tf.train.load_variable(saved, 'res5c_branch2c/weights')
     proc = _start(data, snap, '--num-steps', '6', '--save-pred-every', '2', '--is-training',
-                  '--scales', '1')
+                  '--scales', '1', '--keep-snapshots', '1')
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, out
     assert 'resumed from %s at step %d' % (saved, step) in out
@@ -168,6 +169,10 @@ def test_kill_and_resume_continue_the_schedule(data, tmp_path):
     after = tf.train.load_variable(str(snap / 'model.ckpt-6'), 'res5c_branch2c/weights')
     # Continued from the snapshot: a few small updates away, not a fresh initialisation.
     assert np.abs(after - before).max() < 0.05 * np.abs(before).max()
+    # --keep-snapshots 1: the older snapshots and their provenance records are gone.
+    kept = sorted(n for n in os.listdir(str(snap)) if n.startswith('model.ckpt'))
+    assert kept == ['model.ckpt-6.data-00000-of-00001', 'model.ckpt-6.index',
+                    'model.ckpt-6.json'], kept
 
 
 def test_ctrl_c_saves_a_snapshot(data, tmp_path):
