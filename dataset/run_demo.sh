@@ -30,7 +30,8 @@ echo "== 2/5 train (DeepLab-v2 ResNet-101, 3 scales, from scratch, $STEPS steps)
     --random-mirror --learning-rate "$LR" --aspp-lr-mult "$ASPP_MULT" \
     --optimizer "$OPTIMIZER" --train-bn-params --zero-init-residual --weight-decay "$WEIGHT_DECAY" \
     --restore-from none --class-names "$DATA/class_names.txt" \
-    --save-pred-every 100 --save-num-images 2 --log-every 10 --snapshot-dir "$SNAP"
+    --save-pred-every 100 --keep-snapshots 1 --save-num-images 2 --log-every 10 \
+    --snapshot-dir "$SNAP"
 
 echo "== 3/5 evaluate (3 scales)"
 "$PY" evaluate_msc.py "${COMMON[@]}" --data-list "$DATA/val.txt" --restore-from "$SNAP" \
