@@ -203,11 +203,12 @@ def test_bad_input(data, tmp_path, capsys):
                                               '--num-steps', '1'))
     assert code == 2 and len(err) == 1 and 'nope.jpg' in err[0] and 'line 7' in err[0]
 
-    for flags in (['--input-size', '321'], ['--num-steps', '-3'], ['--img-mean', '1,2']):
+    for flags in (['--input-size', '321'], ['--num-steps', '-3'], ['--img-mean', '1,2'],
+                  ['--keep-snapshots', '0']):
         with pytest.raises(SystemExit) as info:
             train_msc.get_arguments(flags)
         assert info.value.code == 2
-    capsys.readouterr()   # argparse's usage lines
+        assert flags[0] in capsys.readouterr().err.strip().splitlines()[-1]
 
     other = make_checkpoint(str(tmp_path / 'ck21'), num_classes=21)
     code, err = _error_line(capsys, base_args(data, tmp_path / 's2', '--num-steps', '1',
