@@ -80,11 +80,40 @@ def add_data_arguments(parser, default_list):
                         help='label value ignored by the loss and metrics (default %(default)s)')
 
 
-def add_model_arguments(parser):
-    parser.add_argument('--num-classes', type=positive_int, default=NUM_CLASSES_VOC,
-                        help='number of classes, background included (default %(default)s)')
-    parser.add_argument('--img-mean', type=img_mean, default=IMG_MEAN_BGR,
-                        help='B,G,R mean subtracted from images (default: the Caffe mean '
-                             '104.008,116.669,122.679)')
+NUM_CLASSES_FROM_RECORD = ('number of classes, background included (default: the '
+                           'checkpoint\'s provenance record, else %d)' % NUM_CLASSES_VOC)
+IMG_MEAN_FROM_RECORD = ('B,G,R mean subtracted from images (default: the checkpoint\'s '
+                        'provenance record, else the Caffe mean 104.008,116.669,122.679)')
+
+
+def add_num_classes_argument(parser, default=NUM_CLASSES_VOC, help=None, **kwargs):
+    """--num-classes, a positive integer: `default` (None: "not given", resolved later, e.g.
+    from a provenance record; say so in `help`)."""
+    parser.add_argument('--num-classes', type=positive_int, default=default, help=help or (
+        'number of classes, background included (default %(default)s)'), **kwargs)
+
+
+def add_img_mean_argument(parser, from_record=False):
+    """--img-mean B,G,R: the Caffe mean, or with from_record None = the checkpoint's record."""
+    parser.add_argument('--img-mean', type=img_mean,
+                        default=None if from_record else IMG_MEAN_BGR,
+                        help=IMG_MEAN_FROM_RECORD if from_record else (
+                            'B,G,R mean subtracted from images (default: the Caffe mean '
+                            '104.008,116.669,122.679)'))
+
+
+def add_threads_argument(parser):
     parser.add_argument('--threads', type=non_negative_int, default=0,
                         help='CPU threads for TensorFlow ops (0: TensorFlow decides)')
+
+
+def add_model_arguments(parser, from_record=False):
+    """--num-classes, --img-mean, --threads. from_record: the first two default to the
+    checkpoint's provenance record (evaluation, inference) instead of 21 and the Caffe mean
+    (training)."""
+    if from_record:
+        add_num_classes_argument(parser, None, NUM_CLASSES_FROM_RECORD)
+    else:
+        add_num_classes_argument(parser)
+    add_img_mean_argument(parser, from_record)
+    add_threads_argument(parser)

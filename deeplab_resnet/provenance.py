@@ -104,13 +104,22 @@ def git_commit(root=None):
     return commit if out.returncode == 0 and re.match(r'^[0-9a-f]{40}$', commit) else None
 
 
-def read_class_names(path):
-    """One name per line (blank lines skipped). Raises InputError naming the file."""
+def read_class_names(path, num_classes=None, flag='--num-classes'):
+    """One name per line (blank lines skipped): the one reader of class-name files.
+
+    num_classes: when given, the file must hold exactly that many names (`flag` names where
+      the count came from in the message).
+    Raises: InputError naming the file (unreadable, or the wrong number of names).
+    """
     try:
         with open(path, encoding='utf-8') as f:
-            return [line.strip() for line in f if line.strip()]
+            names = [line.strip() for line in f if line.strip()]
     except (OSError, UnicodeDecodeError) as e:
         raise InputError('%s: cannot read the class names (%s)' % (path, e.__class__.__name__))
+    if num_classes is not None and len(names) != num_classes:
+        raise InputError('%s: %d class names for %d classes (%s)'
+                         % (path, len(names), num_classes, flag))
+    return names
 
 
 def initialisation(restore_prefix, parent_record=None, classifier_restored=True):
