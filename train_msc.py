@@ -18,8 +18,8 @@ import argparse
 import sys
 
 from deeplab_resnet import cli
-from deeplab_resnet.constants import (CAFFE_SCALE_SET, LR_MULT_ASPP_BIASES,
-                                      LR_MULT_ASPP_WEIGHTS, TRAIN_SCALES)
+from deeplab_resnet.constants import (CAFFE_SCALE_SET, DEFAULT_INIT_CHECKPOINT,
+                                      LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS, TRAIN_SCALES)
 from deeplab_resnet.errors import exit_on_input_error
 from deeplab_resnet.optim import OPTIMIZERS
 
@@ -78,10 +78,15 @@ def get_arguments(argv=None):
     p.add_argument('--scale-set', type=cli.scales, default=None,
                    help='draw the random scale from this set, e.g. %s (the Caffe recipe)'
                         % ','.join('%g' % s for s in CAFFE_SCALE_SET))
-    p.add_argument('--random-seed', type=int, default=1234, help='default %(default)s')
-    p.add_argument('--restore-from', default='none',
-                   help='initial weights: a checkpoint prefix, a directory (its latest '
-                        'checkpoint) or "none" (He initialisation); default %(default)s')
+    p.add_argument('--random-seed', type=int, default=1234,
+                   help='the data order, crops, flips and scales, and the He initialisation: '
+                        'the same seed (and --threads) gives the same run, also when stopped '
+                        'and resumed (default %(default)s)')
+    p.add_argument('--restore-from', default=DEFAULT_INIT_CHECKPOINT,
+                   help='initial weights: a checkpoint prefix or a directory (its latest '
+                        'checkpoint), e.g. the ImageNet model converted by convert.py '
+                        '(default %(default)s, as in the original project); "none": He '
+                        'initialisation, from scratch (needs --is-training)')
     p.add_argument('--save-num-images', type=cli.positive_int, default=1,
                    help='rows in the TensorBoard image summary (default %(default)s)')
     p.add_argument('--save-pred-every', type=cli.positive_int, default=1000,
@@ -108,7 +113,19 @@ def get_arguments(argv=None):
     p.add_argument('--worker-timeout', type=cli.positive_int, default=600, metavar='SECONDS',
                    help='with TF_CONFIG, stop with an error when the other workers do not '
                         'answer within this time (default %(default)s)')
+    p.add_argument('--val-list', default=None, metavar='LIST',
+                   help='validate on this labelled list (paths relative to --data-dir) every '
+                        '--val-every steps and at the end, as evaluate_msc.py does: mIoU and '
+                        'per-class IoU in the log and TensorBoard; the best snapshot is kept '
+                        'in SNAPSHOT_DIR/best')
+    p.add_argument('--val-every', type=cli.positive_int, default=1000, metavar='N',
+                   help='steps between validations (default %(default)s)')
+    p.add_argument('--val-scales', type=cli.scales, default=(1.0,),
+                   help='input scales of the validation (default 1.0: single-scale, cheap)')
     args = p.parse_args(argv)
+    if args.restore_from.lower() == 'none' and not args.is_training:
+        p.error('--restore-from none trains from scratch: add --is-training (frozen batch norm '
+                'keeps its initial statistics 0 / 1 and the loss diverges)')
     if args.zero_init_residual and not args.train_bn_params:
         p.error('--zero-init-residual needs --train-bn-params (a gamma fixed at 0 would '
                 'switch the residual branches off for good)')

@@ -225,29 +225,26 @@ def case_infer(spec):
 
 
 def case_train(spec):
+    """One update of the paper's recipe (train_step.PAPER: frozen batch norm, momentum SGD,
+    --grad-update-every 1) on random images, as train_msc.py builds it."""
     import tensorflow as tf
-    from deeplab_resnet import checkpoints, losses, msc, optim
+    from deeplab_resnet.train_step import PAPER, build_train_step
     tf1 = tf.compat.v1
     h, w = spec['size']
-    scales = tuple(spec['scales'])
+    hparams = PAPER._replace(num_classes=NUM_CLASSES, scales=tuple(spec['scales']),
+                             grad_update_every=1)
     t0 = time.perf_counter()
     with tf.Graph().as_default() as g:
         images = tf1.placeholder(tf.float32, [1, h, w, 3], name='images')
         labels = tf1.placeholder(tf.uint8, [1, h, w, 1], name='labels')
-        global_step = tf1.train.get_or_create_global_step()
-        out = msc.multi_scale_logits(images, NUM_CLASSES, False, scales)
-        network = checkpoints.model_variables()
-        loss = losses.msc_loss(out, labels, NUM_CLASSES, network, 0.0005, scales)
-        trainable = [v for v in network if v in tf1.trainable_variables()]
-        ops = optim.build_train_ops(loss.total, trainable, 2.5e-4, 0.9, 20001, 0.9, 1,
-                                    global_step)
+        step = build_train_step(images, labels, hparams)
         flops, unknown = count_flops(g)
         init = tf1.global_variables_initializer()
         build_s = time.perf_counter() - t0
         feed = {images: random_images([1, h, w, 3]), labels: random_labels([1, h, w, 1])}
         with tf1.Session(graph=g, config=session_config(spec)) as sess:
             sess.run(init)
-            first, times = time_runs(lambda: sess.run([ops.apply, loss.total], feed),
+            first, times = time_runs(lambda: sess.run([step.ops.apply, step.loss.total], feed),
                                      spec['warmup'], spec['repeats'])
     med = statistics.median(times)
     return dict(rate=1.0 / med, unit='step/s', flops=flops, flops_unknown_ops=unknown,

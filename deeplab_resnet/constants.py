@@ -39,3 +39,7 @@ CRF_POS_XY_STD = 1.0
 CRF_BI_W = 4.0
 CRF_BI_XY_STD = 67.0
 CRF_BI_RGB_STD = 3.0
+
+# Files.
+CHECKPOINT_NAME = 'model.ckpt'   # <dir>/model.ckpt (convert.py), <dir>/model.ckpt-<step> (training)
+DEFAULT_INIT_CHECKPOINT = './deeplab_resnet.ckpt'   # the original project's --restore-from

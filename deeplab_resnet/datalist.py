@@ -13,6 +13,8 @@ Example = collections.namedtuple('Example', ['image', 'label', 'line'])
 """image, label: absolute paths (label None when unlabelled); line: 1-based list line."""
 
 MAX_REPORTED = 5
+LIST_HINT = ('pass --data-list, or make the VOC lists with `python -m dataset.tools voc '
+             '--voc-root VOCdevkit/VOC2012 --sbd-root benchmark_RELEASE --out DIR`')
 
 
 def join_data_path(data_dir, path):
@@ -40,7 +42,7 @@ def parse_list_collecting(list_path, data_dir='', need_labels=True):
     Raises: InputError for a missing list file.
     """
     if not os.path.isfile(list_path):
-        raise InputError('%s: list file not found' % list_path)
+        raise InputError('%s: list file not found (%s)' % (list_path, LIST_HINT))
     examples, problems = [], []
     with open(list_path, encoding='utf-8', errors='replace') as f:
         for number, raw in enumerate(f, 1):

@@ -188,3 +188,45 @@ def group(cluster, ops):
     if cluster.strategy is None or ops is None:
         return ops
     return cluster.strategy.group(ops)
+
+
+# ----------------------------------------------------------------------------- inside a replica
+
+def replicas_in_sync():
+    """Replicas of the current tf.distribute replica context (1 outside a strategy)."""
+    ctx = tf.distribute.get_replica_context()
+    return ctx.num_replicas_in_sync if ctx is not None else 1
+
+
+def sum_over_replicas(value, with_grad=False):
+    """The sum of `value` (a tensor) over the replicas in sync; `value` itself outside a
+    strategy or with one replica. with_grad: differentiable (all_sum_with_grad); otherwise
+    no gradient flows through the sum."""
+    if replicas_in_sync() == 1:
+        return value
+    return all_sum_with_grad(value) if with_grad else _all_sum(value)
+
+
+def _all_sum(value):
+    """Sum of `value` over the replicas in sync (replica context), without a gradient."""
+    def merge(strategy, per_replica):
+        return strategy.extended.reduce_to(tf.distribute.ReduceOp.SUM, per_replica,
+                                           destinations=per_replica)
+    return tf.distribute.get_replica_context().merge_call(merge, args=(value,))
+
+
+@tf.RegisterGradient('DeepLabAllSumGrad')
+def _all_sum_grad(unused_op, grad):
+    return _all_sum(grad)
+
+
+def all_sum_with_grad(value):
+    """Sum of `value` over the replicas in sync, differentiable: d sum / d value_r is the sum
+    over replicas of the incoming gradients. (ReplicaContext.all_reduce carries such a
+    gradient too, but in graph mode its custom_gradient looks up the other replicas' variable
+    copies by name and fails; this builds the same from a straight-through identity whose
+    gradient is overridden with an all-sum.)"""
+    value = tf.convert_to_tensor(value)
+    total = value + tf.stop_gradient(_all_sum(tf.stop_gradient(value)) - value)
+    with tf1.get_default_graph().gradient_override_map({'Identity': 'DeepLabAllSumGrad'}):
+        return tf.identity(total)

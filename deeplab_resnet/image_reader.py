@@ -62,14 +62,23 @@ def preprocess_image(image_rgb, img_mean=IMG_MEAN_BGR):
     return bgr - tf.constant(img_mean, tf.float32)
 
 
-def random_scale(image, label, scale_set=None, seed=None):
+def draw_seed(seed, position, salt):
+    """The stateless seed ([2] int64) of one random draw: a function of the run's seed, the
+    example's position in the run's sequence and which draw it is (`salt`), so that every
+    crop, flip and scale is the same whatever the threads and whenever the run is resumed."""
+    return tf.stack([tf.cast(position, tf.int64),
+                     tf.constant(seed, tf.int64) * 8 + salt])
+
+
+def random_scale(image, label, seed, scale_set=None):
     """Scales image (bilinear) and label (nearest) by one random factor: uniform in
-    SCALE_RANGE, or drawn from `scale_set` (the Caffe recipe's discrete scales)."""
+    SCALE_RANGE, or drawn from `scale_set` (the Caffe recipe's discrete scales).
+    seed: [2] int64 stateless seed (draw_seed)."""
     if scale_set:
-        idx = tf.random.uniform([], 0, len(scale_set), dtype=tf.int32, seed=seed)
+        idx = tf.random.stateless_uniform([], seed, 0, len(scale_set), dtype=tf.int32)
         scale = tf.gather(tf.constant(scale_set, tf.float32), idx)
     else:
-        scale = tf.random.uniform([], SCALE_RANGE[0], SCALE_RANGE[1], seed=seed)
+        scale = tf.random.stateless_uniform([], seed, SCALE_RANGE[0], SCALE_RANGE[1])
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     new_shape = tf.maximum(tf.cast(shape * scale, tf.int32), 1)
     image = tf1.image.resize_bilinear(image[None], new_shape)[0]
@@ -78,17 +87,18 @@ def random_scale(image, label, scale_set=None, seed=None):
     return image, label
 
 
-def random_mirror(image, label, seed=None):
-    flip = tf.random.uniform([], 0, 1.0, seed=seed) < 0.5
+def random_mirror(image, label, seed):
+    """Left-right flip of both with probability 0.5; seed: [2] int64 stateless seed."""
+    flip = tf.random.stateless_uniform([], seed, 0, 1.0) < 0.5
     return (tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image),
             tf.cond(flip, lambda: tf.reverse(label, [1]), lambda: label))
 
 
-def random_crop_and_pad(image, label, crop_h, crop_w, ignore_label=IGNORE_LABEL, seed=None):
+def random_crop_and_pad(image, label, crop_h, crop_w, seed, ignore_label=IGNORE_LABEL):
     """Pads bottom/right to at least the crop size (image with 0 = the mean after mean
     subtraction, label with the ignore label) and takes a random crop.
 
-    Args: image [H, W, 3] float32 (mean-subtracted), label [H, W, 1] uint8.
+    Args: image [H, W, 3] float32 (mean-subtracted), label [H, W, 1] uint8, seed [2] int64.
     Returns: [crop_h, crop_w, 3] float32, [crop_h, crop_w, 1] uint8.
     """
     label = tf.cast(label, tf.float32) - ignore_label   # so that padding 0 becomes ignore
@@ -96,12 +106,22 @@ def random_crop_and_pad(image, label, crop_h, crop_w, ignore_label=IGNORE_LABEL,
     shape = tf.shape(combined)
     combined = tf.image.pad_to_bounding_box(combined, 0, 0, tf.maximum(crop_h, shape[0]),
                                             tf.maximum(crop_w, shape[1]))
-    combined = tf.image.random_crop(combined, [crop_h, crop_w, 4], seed=seed)
+    combined = tf.image.stateless_random_crop(combined, [crop_h, crop_w, 4], seed)
     image = combined[:, :, :3]
     label = tf.cast(combined[:, :, 3:] + ignore_label, tf.uint8)
     image.set_shape([crop_h, crop_w, 3])
     label.set_shape([crop_h, crop_w, 1])
     return image, label
+
+
+def shuffled_index(position, num_examples, seed):
+    """The example at `position` of a run's sequence: epoch e = position // n visits the list
+    in a permutation drawn from (seed, e) (tf.random.experimental.index_shuffle), so the
+    sequence is a pure function of the seed and can start anywhere."""
+    epoch = position // num_examples
+    return tf.random.experimental.index_shuffle(
+        position % num_examples, tf.stack([tf.constant(seed, tf.int64), epoch]),
+        num_examples - 1)
 
 
 class ImageReader(object):
@@ -114,13 +134,16 @@ class ImageReader(object):
       random_scale, random_mirror: training augmentation.
       ignore_label: label padding value.
       img_mean: BGR mean subtracted from images.
-      shuffle: shuffle the list every epoch (training).
+      shuffle: visit the list in a new permutation every epoch (training).
       scale_set: optional discrete scale set for random_scale.
-      seed: op-level seed for shuffling and augmentation.
+      seed: the run's seed: the training sequence (order and augmentation) is a function of
+        it alone (default DEFAULT_SEED), the same for any thread count and on resume.
       need_labels: refuse lines without a label path.
       num_parallel_calls: decoding parallelism (tf.data.AUTOTUNE by default).
     All listed files are checked to exist on construction (InputError otherwise).
     """
+
+    DEFAULT_SEED = 0
 
     def __init__(self, data_dir, data_list, input_size, random_scale=False,
                  random_mirror=False, ignore_label=IGNORE_LABEL, img_mean=IMG_MEAN_BGR,
@@ -135,7 +158,7 @@ class ImageReader(object):
         self.img_mean = tuple(img_mean)
         self.shuffle = (input_size is not None) if shuffle is None else shuffle
         self.scale_set = scale_set
-        self.seed = seed
+        self.seed = self.DEFAULT_SEED if seed is None else int(seed)
         self.num_parallel_calls = num_parallel_calls or tf.data.AUTOTUNE
 
     def __len__(self):
@@ -145,61 +168,80 @@ class ImageReader(object):
     def image_paths(self):
         return [ex.image for ex in self.examples]
 
-    def _op_seed(self, offset):
-        # Distinct op seeds: equal seeds would make scale, mirror and crop draw alike.
-        return None if self.seed is None else self.seed + offset
+    def shard_examples(self, shard=None):
+        """This input pipeline's examples: every count-th from index on (one worker's part of
+        the list in multi-worker training); all of them without a shard."""
+        if shard is None or shard[0] <= 1:
+            return self.examples
+        count, index = shard
+        if len(self.examples) < count:
+            raise InputError('%s: %d entries cannot be shared by %d workers'
+                             % (self.data_list, len(self.examples), count))
+        return self.examples[index::count]
 
-    def _train_map(self, image_rgb, label):
+    def _train_map(self, image_rgb, label, position):
         image = preprocess_image(image_rgb, self.img_mean)
         if self.random_scale:
-            image, label = random_scale(image, label, self.scale_set, self._op_seed(1))
+            image, label = random_scale(image, label, draw_seed(self.seed, position, 1),
+                                        self.scale_set)
         if self.random_mirror:
-            image, label = random_mirror(image, label, self._op_seed(2))
+            image, label = random_mirror(image, label, draw_seed(self.seed, position, 2))
         return random_crop_and_pad(image, label, self.input_size[0], self.input_size[1],
-                                   self.ignore_label, self._op_seed(3))
+                                   draw_seed(self.seed, position, 3), self.ignore_label)
 
     def _eval_map(self, image_rgb, label):
         return preprocess_image(image_rgb, self.img_mean), label
 
-    def dataset(self, batch_size=1, repeat=None, with_rgb=False, shard=None):
+    def training_dataset(self, batch_size, shard=None, start=0):
+        """The endless training sequence from `start` (examples of this pipeline consumed so
+        far): ([batch, h, w, 3] float32 BGR - mean, [batch, h, w, 1] uint8) batches, shuffled
+        per epoch, augmented and cropped. Example p of the sequence is the same whatever the
+        thread timing and wherever the sequence starts (shuffled_index, draw_seed)."""
+        examples = self.shard_examples(shard)
+        image_paths = tf.constant([ex.image for ex in examples])
+        label_paths = tf.constant([ex.label or '' for ex in examples])
+        n = len(examples)
+
+        def locate(position):
+            index = (shuffled_index(position, n, self.seed) if self.shuffle
+                     else position % n)
+            return image_paths[index], label_paths[index], position
+
+        def decode(image_path, label_path, position):
+            return decode_example(image_path, label_path) + (position,)
+
+        ds = tf.data.Dataset.range(int(start), np.iinfo(np.int64).max).map(locate)
+        ds = ds.map(decode, num_parallel_calls=self.num_parallel_calls, deterministic=True)
+        ds = ds.map(self._train_map, num_parallel_calls=self.num_parallel_calls,
+                    deterministic=True)
+        return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    def dataset(self, batch_size=1, repeat=None, with_rgb=False, shard=None, start=0):
         """Dataset of (images, labels) batches.
 
-        Training (input_size set): repeats forever, shuffled, augmented, cropped:
-          ([batch, h, w, 3] float32 BGR - mean, [batch, h, w, 1] uint8).
+        Training (input_size set): training_dataset(batch_size, shard, start).
         Evaluation (input_size None): one pass in list order, full images, batch 1;
           with_rgb adds the decoded [1, H, W, 3] uint8 RGB image (for CRF and overlays).
-        shard: (count, index): only every count-th example from index on (one worker's part
-          of the list in multi-worker training), taken before shuffling.
+        shard: (count, index): this worker's part of the list (shard_examples).
         """
-        images = tf.constant(self.image_paths)
-        labels = tf.constant([ex.label or '' for ex in self.examples])
-        ds = tf.data.Dataset.from_tensor_slices((images, labels))
-        if shard is not None and shard[0] > 1:
-            count, index = shard
-            if len(self.examples) < count:
-                raise InputError('%s: %d entries cannot be shared by %d workers'
-                                 % (self.data_list, len(self.examples), count))
-            ds = ds.shard(count, index)
-        training = self.input_size is not None
-        if self.shuffle:
-            ds = ds.shuffle(len(self.examples), seed=self.seed, reshuffle_each_iteration=True)
-        if repeat or (repeat is None and training):
+        if self.input_size is not None and repeat is not False:
+            return self.training_dataset(batch_size, shard, start)
+        examples = self.shard_examples(shard)
+        ds = tf.data.Dataset.from_tensor_slices(
+            (tf.constant([ex.image for ex in examples]),
+             tf.constant([ex.label or '' for ex in examples])))
+        if repeat:
             ds = ds.repeat()
         ds = ds.map(decode_example, num_parallel_calls=self.num_parallel_calls,
                     deterministic=True)
-        if training:
-            ds = ds.map(self._train_map, num_parallel_calls=self.num_parallel_calls,
-                        deterministic=True)
-            ds = ds.batch(batch_size, drop_remainder=True)
+        if with_rgb:
+            ds = ds.map(lambda img, lab: self._eval_map(img, lab) + (img,))
         else:
-            if with_rgb:
-                ds = ds.map(lambda img, lab: self._eval_map(img, lab) + (img,))
-            else:
-                ds = ds.map(self._eval_map)
-            ds = ds.batch(1)
-        return ds.prefetch(tf.data.AUTOTUNE)
+            ds = ds.map(self._eval_map)
+        return ds.batch(1).prefetch(tf.data.AUTOTUNE)
 
-    def dequeue(self, num_elements):
+    def dequeue(self, num_elements, start=0):
         """The original API: a (images, labels) batch of training crops from a one-shot
         iterator, as tensors in the current graph."""
-        return tf1.data.make_one_shot_iterator(self.dataset(num_elements)).get_next()
+        return tf1.data.make_one_shot_iterator(
+            self.dataset(num_elements, start=start)).get_next()

@@ -10,7 +10,7 @@ import collections
 
 import tensorflow as tf
 
-from deeplab_resnet.layers import replicas_in_sync, sum_over_replicas
+from deeplab_resnet.distribute import replicas_in_sync, sum_over_replicas
 from deeplab_resnet.model import variable_name
 from deeplab_resnet.utils import prepare_label
 

@@ -31,7 +31,8 @@ def base_args(data, snapshot_dir, *extra):
     root, lst = data
     return ['--data-dir', root, '--data-list', lst, '--input-size', '%d,%d' % (SIZE, SIZE),
             '--num-classes', '3', '--batch-size', '2', '--grad-update-every', '1',
-            '--snapshot-dir', str(snapshot_dir), '--threads', '2'] + list(extra)
+            '--snapshot-dir', str(snapshot_dir), '--threads', '2', '--restore-from', 'none',
+            '--is-training'] + list(extra)
 
 
 def read_events(directory):
