@@ -1,14 +1,17 @@
 """dataset.tools: voc (VOC 2012 + SBD -> SegmentationClassAug), rgb2index, check."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
 
-from dataset import tools
+from dataset import check, rgb2index, tools, voc_aug
 from deeplab_resnet.colormap import colourise, voc_palette_flat
 from deeplab_resnet.datalist import load_examples, parse_list
+from deeplab_resnet.errors import InputError
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -161,8 +164,8 @@ def test_voc_missing_folder(voc_tree, tmp_path, capsys):
 def test_load_sbd_cls_rejects_other_layout(tmp_path):
     path = str(tmp_path / 'x.mat')
     scipy.io.savemat(path, {'GTinst': {'Segmentation': np.zeros((3, 3), np.uint8)}})
-    with pytest.raises(tools.InputError, match='x.mat.*GTcls'):
-        tools.load_sbd_cls(path)
+    with pytest.raises(InputError, match='x.mat.*GTcls'):
+        voc_aug.load_sbd_cls(path)
 
 
 # ----------------------------------------------------------------------------- rgb2index
@@ -205,16 +208,16 @@ def test_rgb2index_unknown_colour_fails_naming_file_and_colour(tmp_path, capsys)
 def test_rgb2index_palette_file(tmp_path):
     pal = tmp_path / 'pal.txt'
     pal.write_text('# three classes\n10 20 30\n200, 100, 0\n0 255 0\n255 255 255 255\n')
-    colours, indices = tools.read_palette_file(str(pal))
+    colours, indices = rgb2index.read_palette_file(str(pal))
     lab = np.array([[0, 1, 2], [2, 255, 0]], np.uint8)
     table = {0: (10, 20, 30), 1: (200, 100, 0), 2: (0, 255, 0), 255: (255, 255, 255)}
     rgb = np.array([[table[v] for v in row] for row in lab], np.uint8)
-    got, unknown = tools.rgb_to_index(rgb, colours, indices)
+    got, unknown = rgb2index.rgb_to_index(rgb, colours, indices)
     assert unknown == []
     np.testing.assert_array_equal(got, lab)
     pal.write_text('1 2 3\n1 2 3\n')
-    with pytest.raises(tools.InputError, match='more than once'):
-        tools.read_palette_file(str(pal))
+    with pytest.raises(InputError, match='more than once'):
+        rgb2index.read_palette_file(str(pal))
 
 
 # ----------------------------------------------------------------------------- check
@@ -290,9 +293,59 @@ def test_check_bad_tree_exits_2_naming_file(good_tree, capsys, breaker):
 
 
 def test_check_report_histogram(good_tree):
-    report = tools.check_dataset(good_tree, os.path.join(good_tree, 'list.txt'), 3,
+    report = check.check_dataset(good_tree, os.path.join(good_tree, 'list.txt'), 3,
                                  progress=False)
     assert report.histogram.sum() == 10 * 13 + 11 * 13 + 12 * 13
     assert len(report.problems) == 3     # values 3 and 4 are outside 0..2 in each mask
     assert all('outside 0..2' in p for p in report.problems)
     assert len(parse_list(os.path.join(good_tree, 'list.txt'), good_tree)) == 3
+
+
+def test_check_size_problem_comes_from_the_label_validator(good_tree, capsys):
+    _break_size(good_tree)
+    rc, cap = _check(good_tree, capsys)
+    assert rc == 2
+    # deeplab_resnet.labels.size_mismatch's line (width x height), after 'LIST:LINE: '.
+    assert 'list.txt:3: ' in cap.err and 'image is 13x12 but its label is 6x5' in cap.err
+
+
+def test_check_num_classes_range(good_tree, capsys):
+    rc, cap = _check(good_tree, capsys, num_classes=300)
+    assert rc == 2 and 'error: --num-classes must be in 1..256, got 300' in cap.err
+    with pytest.raises(SystemExit) as exit_info:
+        _check(good_tree, capsys, num_classes=0)
+    assert exit_info.value.code == 2
+    assert '--num-classes' in capsys.readouterr().err
+
+
+def _check_names(d, capsys, *extra):
+    rc = tools.main(['check', '--data-dir', d, '--data-list', os.path.join(d, 'list.txt'),
+                     '--num-classes', '5', '--quiet'] + list(extra))
+    return rc, capsys.readouterr()
+
+
+def test_check_class_names(good_tree, tmp_path, capsys):
+    rc, cap = _check_names(good_tree, capsys)
+    assert rc == 0 and 'class_4' in cap.out
+    # DATA_DIR/class_names.txt is used when it holds --num-classes names, else ignored.
+    _write_lines(os.path.join(good_tree, 'class_names.txt'), ['n%d' % i for i in range(5)])
+    rc, cap = _check_names(good_tree, capsys)
+    assert rc == 0 and 'n4' in cap.out
+    _write_lines(os.path.join(good_tree, 'class_names.txt'), ['n0', 'n1'])
+    rc, cap = _check_names(good_tree, capsys)
+    assert rc == 0 and 'class_4' in cap.out
+    # An explicit --class-names must hold --num-classes names (and exist).
+    names = str(tmp_path / 'names.txt')
+    _write_lines(names, ['a', 'b', 'c'])
+    rc, cap = _check_names(good_tree, capsys, '--class-names', names)
+    assert rc == 2 and cap.err.startswith('error: ') and 'names.txt' in cap.err
+    assert '3 class names for 5 classes' in cap.err
+    rc, cap = _check_names(good_tree, capsys, '--class-names', str(tmp_path / 'nope.txt'))
+    assert rc == 2 and 'nope.txt' in cap.err
+
+
+def test_tools_load_without_tensorflow():
+    code = ('import sys; from dataset import tools; '
+            'sys.exit("tensorflow" in sys.modules)')
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert subprocess.run([sys.executable, '-c', code], cwd=root).returncode == 0

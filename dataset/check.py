@@ -1,0 +1,167 @@
+"""Validates a data directory and list before training: every listed file exists and decodes,
+each mask is an index mask of its image's size holding classes 0..N-1 or the ignore label
+(the checks of deeplab_resnet.labels); a summary with the label histogram follows.
+
+Run it as `python -m dataset.tools check --data-dir D --data-list L --num-classes N`.
+"""
+import collections
+import os
+
+import numpy as np
+
+from deeplab_resnet import datalist
+from deeplab_resnet.colormap import class_names
+from deeplab_resnet.constants import IGNORE_LABEL
+from deeplab_resnet.errors import InputError
+from deeplab_resnet.imageio import read_image, read_label
+from deeplab_resnet.labels import bad_values_text, size_mismatch
+from deeplab_resnet.metrics import out_of_range_values
+from deeplab_resnet.progress import Progress
+from deeplab_resnet.provenance import read_class_names
+
+MAX_VALUES_SHOWN = 5   # bad label values named in one problem line
+NUM_VALUES = 256       # label values an 8-bit mask can hold
+
+CheckReport = collections.namedtuple('CheckReport', [
+    'examples',          # Example tuples parsed from the list (well-formed lines)
+    'problems',          # one line each: 'LIST:LINE: PATH: what is wrong'
+    'histogram',         # [256] int64 pixel count per label value over all masks
+    'num_classes', 'ignore_label',
+    'image_sizes',       # [(H, W)] of the images that decoded
+    'duplicates',        # number of lines repeating an earlier (image, label) pair
+])
+
+
+def _value_problem(where, label_path, counts, num_classes, ignore_label):
+    """None when the mask's values ([256] pixel counts) are classes or the ignore label, else
+    the problem line naming the bad values and their pixel counts."""
+    bad = out_of_range_values(np.flatnonzero(counts), num_classes, ignore_label)
+    if not bad:
+        return None
+    return ('%s: %s: label values outside 0..%d (ignore %d): %s'
+            % (where, label_path, num_classes - 1, ignore_label,
+               bad_values_text(['%d (%d px)' % (v, counts[v]) for v in bad], MAX_VALUES_SHOWN)))
+
+
+def check_example(example, where, num_classes, ignore_label):
+    """One list line's files.
+
+    Args: example: datalist.Example; where: 'LIST:LINE', the prefix of each problem line.
+    Returns: (image (H, W) or None when it does not decode, [256] int64 pixel count per label
+      value or None when there is no readable mask, list of problem lines).
+    """
+    problems = []
+    image_hw = counts = None
+    try:
+        image_hw = read_image(example.image).shape[:2]
+    except InputError as e:
+        problems.append('%s: %s' % (where, e))
+    if example.label is None:
+        return image_hw, counts, problems
+    try:
+        labels = read_label(example.label)
+    except InputError as e:
+        problems.append('%s: %s' % (where, e))
+        return image_hw, counts, problems
+    counts = np.bincount(labels.ravel(), minlength=NUM_VALUES)
+    if image_hw is not None:
+        mismatch = size_mismatch(example, image_hw, labels.shape)
+        if mismatch:
+            problems.append('%s: %s' % (where, mismatch))
+    bad_values = _value_problem(where, example.label, counts, num_classes, ignore_label)
+    if bad_values:
+        problems.append(bad_values)
+    return image_hw, counts, problems
+
+
+def check_dataset(data_dir, data_list, num_classes, ignore_label=IGNORE_LABEL,
+                  need_labels=True, progress=True, on_problem=None):
+    """Checks every listed file: exists, decodes, image and mask sizes agree, the mask is an
+    index mask, its values are classes 0..num_classes-1 or the ignore label.
+
+    Args:
+      on_problem: called with each problem line as it is found (e.g. to print it).
+    Returns: CheckReport.
+    """
+    if num_classes < 1 or num_classes > NUM_VALUES:
+        raise InputError('--num-classes must be in 1..256, got %d' % num_classes)
+    if data_dir and not os.path.isdir(data_dir):
+        raise InputError('%s: data directory not found' % data_dir)
+    examples, problems = datalist.parse_list_collecting(data_list, data_dir, need_labels)
+    if on_problem:
+        for message in problems:
+            on_problem(message)
+    histogram = np.zeros(NUM_VALUES, dtype=np.int64)
+    sizes = []
+    seen = set()
+    duplicates = 0
+    bar = Progress(len(examples), label='check', unit='img') if progress else None
+    for ex in examples:
+        duplicates += (ex.image, ex.label) in seen
+        seen.add((ex.image, ex.label))
+        image_hw, counts, found = check_example(ex, '%s:%d' % (data_list, ex.line),
+                                                num_classes, ignore_label)
+        if image_hw is not None:
+            sizes.append(image_hw)
+        if counts is not None:
+            histogram += counts
+        for message in found:
+            problems.append(message)
+            if on_problem:
+                on_problem(message)
+        if bar:
+            bar.update(extra='%d problem(s)' % len(problems) if problems else '')
+    if bar:
+        bar.close()
+    return CheckReport(examples, problems, histogram, num_classes, ignore_label, sizes,
+                       duplicates)
+
+
+def class_names_for(data_dir, num_classes, names_file=None):
+    """The names the summary shows: names_file (--class-names; it must hold num_classes
+    names), else DATA_DIR/class_names.txt when it holds num_classes names, else the defaults
+    (colormap.class_names: the VOC names for 21 classes, 'class_<i>' otherwise).
+
+    Raises: InputError naming names_file when it cannot be read or has the wrong count.
+    """
+    if names_file:
+        return read_class_names(names_file, num_classes, '--num-classes')
+    in_data_dir = os.path.join(data_dir, 'class_names.txt') if data_dir else None
+    if in_data_dir and os.path.isfile(in_data_dir):
+        names = read_class_names(in_data_dir)
+        if len(names) == num_classes:
+            return names
+    return class_names(num_classes)
+
+
+def format_check_summary(report, names, data_list):
+    """The summary lines of a check."""
+    lines = ['checked %d example(s) of %s' % (len(report.examples), data_list)]
+    if report.image_sizes:
+        hs = [s[0] for s in report.image_sizes]
+        ws = [s[1] for s in report.image_sizes]
+        lines.append('image sizes: H %d..%d, W %d..%d' % (min(hs), max(hs), min(ws), max(ws)))
+    h = report.histogram
+    total = int(h.sum())
+    if total:
+        valid = np.zeros(NUM_VALUES, dtype=bool)
+        valid[:report.num_classes] = True
+        lines.append('label histogram (%d px):' % total)
+        for c in range(report.num_classes):
+            lines.append('  %3d %-16s %12d  %6.2f%%' % (c, names[c], h[c], 100.0 * h[c] / total))
+        if 0 <= report.ignore_label < NUM_VALUES and not valid[report.ignore_label]:
+            n = h[report.ignore_label]
+            lines.append('  %3d %-16s %12d  %6.2f%%' % (report.ignore_label, 'ignore', n,
+                                                        100.0 * n / total))
+            valid[report.ignore_label] = True
+        outside = int(h[~valid].sum())
+        lines.append('      %-16s %12d  %6.2f%%' % ('outside classes', outside,
+                                                    100.0 * outside / total))
+        absent = [names[c] for c in range(report.num_classes) if h[c] == 0]
+        if absent:
+            lines.append('warning: class(es) with no pixels: %s' % ', '.join(absent))
+    if report.duplicates:
+        lines.append('warning: %d duplicate line(s)' % report.duplicates)
+    lines.append('problems: %d%s' % (len(report.problems),
+                                     '' if not report.problems else '  (exit status 2)'))
+    return lines
