@@ -1,5 +1,5 @@
-"""README.md stays true: each script's --help appears in it verbatim, and the quick-start
-commands are the Makefile's."""
+"""The documentation stays true: each script's --help appears verbatim in docs/flags.md, the
+README's quick-start commands are the Makefile's."""
 import os
 import re
 import subprocess
@@ -20,17 +20,21 @@ def script_help(script):
     return out.stdout.strip()
 
 
-def readme():
-    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+def read(relpath):
+    with open(os.path.join(ROOT, relpath), encoding='utf-8') as f:
         return f.read()
 
 
+def readme():
+    return read('README.md')
+
+
 @pytest.mark.parametrize('script', SCRIPTS)
-def test_readme_lists_every_flag_as_help_prints_it(script):
+def test_flags_doc_lists_every_flag_as_help_prints_it(script):
     text = script_help(script)
-    assert text in readme(), (
-        '%s --help changed: paste its output (COLUMNS=100) into README.md, section Flags'
-        % script)
+    assert text in read(os.path.join('docs', 'flags.md')), (
+        '%s --help changed: rewrite docs/flags.md with `python docs/flags.py` (or `make flags`), '
+        'or paste its output (COLUMNS=100) into docs/flags.md, section %s' % (script, script))
 
 
 def test_quick_start_commands_exist():
@@ -41,3 +45,4 @@ def test_quick_start_commands_exist():
     assert 'demo' in targets and 'test' in targets
     with open(os.path.join(ROOT, '.ci', 'run')) as f:
         assert 'make test' in f.read()
+
