@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_run
 DEMO_DATA := $(DEMO_DIR)/data
 
-.PHONY: test demo images clean-demo
+.PHONY: test demo images flags clean-demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 images: $(STAMP)
 	bash dataset/run_demo.sh $(PY) $(DEMO_DIR) --images-only
+
+# docs/flags.md: every script's --help, verbatim (tests/test_readme.py checks it).
+flags: $(STAMP)
+	$(PY) docs/flags.py
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

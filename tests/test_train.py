@@ -99,7 +99,7 @@ def test_accumulated_micro_batches_equal_one_big_batch(tmp_path):
 
 def test_training_learns_and_writes_summaries(data, tmp_path):
     snap = tmp_path / 'snap'
-    # From scratch, the paper's x10 / x20 classifier rates oscillate (README, The demo);
+    # From scratch, the paper's x10 / x20 classifier rates oscillate (docs/demo.md);
     # with 0.1 / 0.2 the fused loss measured 2.60 at step 1 and 0.66 over steps 26-30.
     code = train_msc.main(base_args(data, snap, '--num-steps', '30', '--is-training',
                                     '--learning-rate', LEARNING_TEST_LR,
