@@ -35,14 +35,19 @@ def _parse_line(list_path, number, line, data_dir, need_labels):
     return Example(join_data_path(data_dir, fields[0]), label, number)
 
 
+def require_list(list_path):
+    """Raises InputError, with how to make a list, when list_path is not a file."""
+    if not os.path.isfile(list_path):
+        raise InputError('%s: list file not found (%s)' % (list_path, LIST_HINT))
+
+
 def parse_list_collecting(list_path, data_dir='', need_labels=True):
     """Reads a list file, collecting every malformed line instead of stopping at the first.
 
     Returns: (list of Example, list of one-line problem messages; an empty list is one).
     Raises: InputError for a missing list file.
     """
-    if not os.path.isfile(list_path):
-        raise InputError('%s: list file not found (%s)' % (list_path, LIST_HINT))
+    require_list(list_path)
     examples, problems = [], []
     with open(list_path, encoding='utf-8', errors='replace') as f:
         for number, raw in enumerate(f, 1):

@@ -15,7 +15,7 @@ import threading
 import time
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-STALL_S = 20.0
+STALL_S = 15.0
 POLL_S = 0.25
 
 

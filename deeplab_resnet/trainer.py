@@ -22,7 +22,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from deeplab_resnet import checkpoints, colormap, distribute, provenance, snapshots
+from deeplab_resnet import (checkpoints, colormap, datalist, distribute, provenance,
+                            snapshots)
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.model import variable_name
@@ -199,28 +200,26 @@ def variables_digest(sess, variables):
 
 
 def prepare(args, cluster, warn=_warn):
-    """The checks that need no graph, in order of cost: class names, initial weights, the
-    list, the snapshot to resume, the validation list. Returns RunFacts."""
+    """The checks that need no graph: class names, the list, the snapshot to resume (else
+    the initial weights), the validation list. Returns RunFacts."""
     from deeplab_resnet import validation
     names = class_names_of(args)
-    resume_from = (None, None)
-    train_list = provenance.list_info(args.data_list) if os.path.isfile(args.data_list) \
-        else None   # a missing list: ImageReader reports it
+    datalist.require_list(args.data_list)
+    train_list = provenance.list_info(args.data_list)
     geometry = snapshots.InputGeometry(args.batch_size * args.grad_update_every
                                        * len(cluster.devices), cluster.num_workers)
-    if train_list:
-        resume_from = snapshots.check_resume(args, train_list, warn, geometry)
+    resume_from = snapshots.check_resume(args, train_list, warn, geometry)
     if resume_from[0] is None:
         snapshots.initial_weights(args)   # fails early when they are missing
-    val = validation.Validation.from_args(args, names, train_list, warn) \
-        if args.val_list else None
+    val = (validation.Validation.from_args(args, names, train_list, warn) if args.val_list
+           else None)
     return RunFacts(names, train_list, cluster, geometry, resume_from, val)
 
 
 def train(args, log=print, warn=_warn):
     """Runs training to args.num_steps; returns the process exit code (0; 3 diverged; 4 a
     worker lost; 130 / 143 stopped by Ctrl-C / SIGTERM)."""
-    with tf.Graph().as_default():
+    with tf.Graph().as_default(), StopFlag() as stop:
         tf1.set_random_seed(args.random_seed)
         np.random.seed(args.random_seed)
         cluster = distribute.setup(args.num_replicas, session_config(args.threads),
@@ -229,14 +228,14 @@ def train(args, log=print, warn=_warn):
         latest, record = facts.resume
         position = 0
         if latest:
-            step = (record or {}).get('step', 0)
+            step = (record or {}).get('step', int(latest.rsplit('-', 1)[1]))
             position = snapshots.resume_position(record, step, facts.geometry, lambda m: None)
         hparams = hparams_from_args(args, snapshots.from_scratch(args))
         graph = build_graph(args, facts, position, hparams)
         if facts.validation:
             facts.validation.build(args.num_classes)
         os.makedirs(args.snapshot_dir, exist_ok=True)
-        return _run(args, facts, graph, log, warn)
+        return _run(args, facts, graph, stop, log, warn)
 
 
 class _NoWriter(object):
@@ -256,10 +255,10 @@ CLUSTER_ERRORS = (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
                   tf.errors.AbortedError, tf.errors.CancelledError)
 
 
-def _run(args, facts, graph, log, warn):
+def _run(args, facts, graph, stop, log, warn):
     cluster = facts.cluster
     writer = _NoWriter()
-    with tf1.Session(cluster.target, config=cluster.config) as sess, StopFlag() as stop:
+    with tf1.Session(cluster.target, config=cluster.config) as sess:
         run = Runner(sess, stop, cluster.run_options,
                      stall_s=STALL_S if cluster.num_workers > 1 else None)
         start = None

@@ -9,12 +9,11 @@ training variables, so no weights are copied and the training steps are untouche
 worker of a multi-worker run validates the whole list (none waits for another).
 """
 import collections
-import sys
 import time
 
 import tensorflow as tf
 
-from deeplab_resnet import datalist, evaluation, metrics, msc, provenance
+from deeplab_resnet import datalist, evaluation, msc, provenance
 from deeplab_resnet.image_reader import preprocess_image
 
 tf1 = tf.compat.v1
@@ -57,8 +56,8 @@ class Validation(object):
     def from_args(cls, args, class_names, train_list, warn):
         """--val-list checked as evaluate_msc.py checks its list (files, sizes, label
         values); a warning names the images it shares with the training list."""
-        examples = evaluation.check_examples(args.val_list, args.data_dir, args.num_classes,
-                                             args.ignore_label)
+        examples = datalist.load_examples(args.val_list, args.data_dir, need_labels=True)
+        evaluation.scan_labels(examples, args.num_classes, args.ignore_label)
         if train_list:
             ids = [provenance.image_id(ex.image) for ex in examples]
             shared = sorted(set(ids) & set(train_list['images']))

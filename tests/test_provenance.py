@@ -145,9 +145,10 @@ def test_trained_record(env):
 
 
 def test_scratch_record_and_he_init(env, tmp_path):
-    from deeplab_resnet import trainer
-    args = train_msc.get_arguments(train_args(env['data'], env['train'], str(tmp_path)))
-    assert trainer.from_scratch(args)
+    from deeplab_resnet import snapshots
+    args = train_msc.get_arguments(train_args(env['data'], env['train'], str(tmp_path),
+                                              '--restore-from', 'none', '--is-training'))
+    assert snapshots.from_scratch(args)
     init = provenance.initialisation(None)
     record = provenance.training_record(args, provenance.list_info(env['train']), init, 7,
                                         ['a'] * 21)
@@ -210,11 +211,11 @@ def test_resume_guard(env, tmp_path):
     assert 'the data list' in err[0] and 'other.txt' in err[0] and 'input size' in err[0]
     assert 'class count' not in err[0]
 
-    from deeplab_resnet import trainer
+    from deeplab_resnet import snapshots
     args = train_msc.get_arguments(train_args(env['data'], env['other'], snap,
                                               '--num-classes', '21', '--force-resume'))
     warnings = []
-    latest, record = trainer.check_resume(args, provenance.list_info(env['other']),
+    latest, record = snapshots.check_resume(args, provenance.list_info(env['other']),
                                           warn=warnings.append)
     assert latest == env['trained'] and record['step'] == 1
     assert len(warnings) == 1 and '--force-resume' in warnings[0]
@@ -229,7 +230,7 @@ def test_resume_guard(env, tmp_path):
     args = train_msc.get_arguments(train_args(env['data'], env['other'], bare,
                                               '--num-classes', '3'))
     warnings = []
-    latest, record = trainer.check_resume(args, provenance.list_info(env['other']),
+    latest, record = snapshots.check_resume(args, provenance.list_info(env['other']),
                                           warn=warnings.append)
     assert latest.endswith('model.ckpt-1') and record is None
     assert len(warnings) == 1 and 'no provenance record' in warnings[0]

@@ -146,6 +146,57 @@ def test_random_scale_keeps_labels_valid(tmp_path):
         assert set(np.unique(label)) <= {0, 2, 255}   # nearest: no blended label values
 
 
+def _numbered_dataset(root, count=7):
+    """count images whose every pixel holds the image's number (so a crop names its image),
+    with labels 0, of different sizes."""
+    lines = []
+    for i in range(count):
+        h, w = 12 + i, 15 - i
+        Image.fromarray(np.full((h, w, 3), 10 * i, np.uint8)).save(os.path.join(root, '%d.png' % i))
+        Image.fromarray(np.zeros((h, w), np.uint8)).save(os.path.join(root, '%d_m.png' % i))
+        lines.append('%d.png %d_m.png' % (i, i))
+    return write_list(root, lines)
+
+
+def _training_batches(root, lst, seed, threads, start=0, batches=6):
+    reader = ImageReader(root, lst, (9, 8), random_scale=True, random_mirror=True,
+                         seed=seed, num_parallel_calls=threads)
+    with tf.Graph().as_default():
+        nxt = tf1.data.make_one_shot_iterator(
+            reader.dataset(2, start=start)).get_next()
+        with tf1.Session() as sess:
+            return [sess.run(nxt) for _ in range(batches)]
+
+
+def test_same_seed_same_batches_any_threads_and_from_any_position(tmp_path):
+    """The training sequence is a function of the seed alone: two readers with one seed give
+    the same batches (augmentation included) with 1 or 4 decoding threads, a reader started
+    at position p gives the batches from example p on, another seed gives others, and every
+    epoch visits each image once (7 images: batches cross the epoch boundary)."""
+    root = str(tmp_path)
+    lst = _numbered_dataset(root)
+    a = _training_batches(root, lst, 1234, 1)
+    b = _training_batches(root, lst, 1234, 4)
+    for (ia, la), (ib, lb) in zip(a, b):
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_array_equal(la, lb)
+    later = _training_batches(root, lst, 1234, 4, start=4, batches=4)
+    for (ia, _), (ib, _) in zip(a[2:], later):
+        np.testing.assert_array_equal(ia, ib)
+    other = _training_batches(root, lst, 99, 1)
+    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, other))
+    # The image of each crop: its pixels (not padding) are 10 * number - mean.
+    mean_b = IMG_MEAN_BGR[0]
+    numbers = []
+    for images, labels in a:
+        for image, label in zip(images, labels):
+            inside = image[label[..., 0] != 255]
+            numbers.append(int(round((inside[0, 0] + mean_b) / 10.0)))
+    assert sorted(numbers[:7]) == list(range(7))       # epoch 1: each image once
+    assert len(set(numbers[7:12])) == 5                 # epoch 2 starts without repeats
+    assert numbers[:7] != list(range(7)) and numbers[7:12] != numbers[:5]   # shuffled anew
+
+
 def test_label_downsampling_is_centre_aligned():
     """Nearest rule: output pixel i takes input floor((i + 0.5) * in / out)."""
     labels = np.arange(7 * 9, dtype=np.int32).reshape(1, 7, 9, 1)
