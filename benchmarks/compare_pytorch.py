@@ -32,7 +32,7 @@ multiply-add = 2); both frameworks' GFLOP/s are computed on those same FLOPs. Th
 TensorFlow intra-op = --threads, inter-op 2 (speed.session_config, as the project's scripts);
 PyTorch torch.set_num_threads(--threads), torch.set_num_interop_threads(1).
 
-What the PyTorch model IS: this file's own code (pt().DeepLabV2ResNet101 and pt().MSC below),
+What the PyTorch model IS: benchmarks/pytorch_model.py (DeepLabV2ResNet101 and MSC),
 written for this benchmark from the published architecture of DeepLab-v2 ResNet-101 as in the
 authors' Caffe prototxt and kazuto1011/deeplab-pytorch: stem conv 7x7/2 pad 3 (no bias) + BN +
 ReLU, max pool 3x3/2 pad 1 ceil_mode; bottleneck blocks (3, 4, 23, 3) of widths 64/128/256/512
@@ -70,7 +70,6 @@ those of a plain eager PyTorch implementation of the same network on the same in
 """
 import argparse
 import contextlib
-import functools
 import importlib.util
 import json
 import os
@@ -87,16 +86,13 @@ for _path in (HERE, ROOT):
 
 import speed  # noqa: E402  (benchmarks/speed.py: no TensorFlow import at module level)
 
+from deeplab_resnet.constants import (LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS,  # noqa: E402
+                                      LR_MULT_BACKBONE)
+
 NUM_CLASSES = speed.NUM_CLASSES
-IGNORE_LABEL = 255
-BN_EPSILON = 1e-5
-# (Caffe stage index, blocks, bottleneck width, stride of the first block, dilation)
-STAGES = ((2, 3, 64, 1, 1), (3, 4, 128, 2, 1), (4, 23, 256, 1, 2), (5, 3, 512, 1, 4))
-ASPP_RATES = (6, 12, 18, 24)
-ASPP_INIT_STD = 0.01
 # speed.py's training recipe (case_train): base lr, momentum, steps, poly power, decay.
 BASE_LR, MOMENTUM, NUM_STEPS, POWER, WEIGHT_DECAY = 2.5e-4, 0.9, 20001, 0.9, 5e-4
-LR_MULTS = (1.0, 10.0, 20.0)   # backbone kernels, ASPP kernels, ASPP biases
+LR_MULTS = (LR_MULT_BACKBONE, LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES)
 
 SELF_CHECK_SIZES = (33, 64, 65, 321, 513, 375, 500)
 SELF_CHECK_INPUT = 65
@@ -119,227 +115,34 @@ def torch_version():
         return None
 
 
-# ----------------------------------------------------------------------------- PyTorch model
-
-@functools.lru_cache(maxsize=None)
-def pt():
-    """Imports PyTorch and defines the model on first use (this module imports without
-    PyTorch; the TensorFlow processes never load it). Returns a namespace: torch, nn, F and
-    the classes."""
-    import types
-    import torch
-    from torch import nn
-    import torch.nn.functional as F
-
-    class ConvBN(nn.Module):
-        """Convolution without bias + frozen BatchNorm (+ ReLU): Caffe's Convolution,
-        BatchNorm and Scale layers."""
-
-        def __init__(self, c_in, c_out, kernel, stride=1, pad=0, dilation=1, relu=True):
-            super().__init__()
-            self.conv = nn.Conv2d(c_in, c_out, kernel, stride, pad, dilation, bias=False)
-            self.bn = nn.BatchNorm2d(c_out, eps=BN_EPSILON)
-            self.relu = relu
-
-        def forward(self, x):
-            y = self.bn(self.conv(x))
-            return F.relu(y, inplace=True) if self.relu else y
-
-    class Bottleneck(nn.Module):
-        """1x1 (stride) -> 3x3 (dilation) -> 1x1 (4x width), plus the shortcut (1x1 conv + BN
-        on the first block of a stage, identity otherwise), then ReLU."""
-
-        def __init__(self, c_in, width, stride, dilation, project):
-            super().__init__()
-            self.branch2a = ConvBN(c_in, width, 1, stride)
-            self.branch2b = ConvBN(width, width, 3, 1, dilation, dilation)
-            self.branch2c = ConvBN(width, 4 * width, 1, relu=False)
-            self.branch1 = ConvBN(c_in, 4 * width, 1, stride, relu=False) if project else None
-
-        def forward(self, x):
-            shortcut = x if self.branch1 is None else self.branch1(x)
-            y = self.branch2c(self.branch2b(self.branch2a(x)))
-            y += shortcut
-            return F.relu(y, inplace=True)
-
-    class ASPP(nn.Module):
-        """Four 3x3 convolutions with bias, dilation = padding = rate, summed."""
-
-        def __init__(self, c_in, num_classes, rates):
-            super().__init__()
-            self.convs = nn.ModuleList(nn.Conv2d(c_in, num_classes, 3, 1, r, r, bias=True)
-                                       for r in rates)
-            for conv in self.convs:
-                nn.init.normal_(conv.weight, 0.0, ASPP_INIT_STD)
-                nn.init.zeros_(conv.bias)
-
-        def forward(self, x):
-            out = self.convs[0](x)
-            for conv in self.convs[1:]:
-                out = out + conv(x)
-            return out
-
-    class DeepLabV2ResNet101(nn.Module):
-        """One tower: [N, 3, H, W] -> [N, num_classes, h, w] logits. BatchNorm stays in eval
-        mode (frozen) whatever .train() says, and its parameters do not require gradients."""
-
-        def __init__(self, num_classes=NUM_CLASSES):
-            super().__init__()
-            self.conv1 = ConvBN(3, 64, 7, 2, 3)
-            self.pool1 = nn.MaxPool2d(3, 2, 1, ceil_mode=True)
-            stages, c_in = [], 64
-            for _, blocks, width, stride, dilation in STAGES:
-                layers = []
-                for i in range(blocks):
-                    layers.append(Bottleneck(c_in, width, stride if i == 0 else 1, dilation,
-                                             project=(i == 0)))
-                    c_in = 4 * width
-                stages.append(nn.Sequential(*layers))
-            self.stages = nn.ModuleList(stages)
-            self.aspp = ASPP(c_in, num_classes, ASPP_RATES)
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d) and not any(m is c for c in self.aspp.convs):
-                    nn.init.kaiming_normal_(m.weight, mode='fan_in', nonlinearity='relu')
-                elif isinstance(m, nn.BatchNorm2d):
-                    m.weight.requires_grad_(False)
-                    m.bias.requires_grad_(False)
-            self.train(False)
-
-        def train(self, mode=True):
-            super().train(mode)
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.train(False)
-            return self
-
-        def forward(self, x):
-            x = self.pool1(self.conv1(x))
-            for stage in self.stages:
-                x = stage(x)
-            return self.aspp(x)
-
-    class MSC(nn.Module):
-        """Multi-scale towers sharing one network; returns (fused, [logits per scale])."""
-
-        def __init__(self, base, scales, align_corners=False):
-            super().__init__()
-            self.base = base
-            self.scales = tuple(scales)
-            self.align_corners = align_corners
-
-        def forward(self, x):
-            h, w = x.shape[2:]
-            per_scale = []
-            for s in self.scales:
-                inputs = x if s == 1.0 else F.interpolate(
-                    x, size=(int(h * s), int(w * s)), mode='bilinear',
-                    align_corners=self.align_corners)
-                per_scale.append(self.base(inputs))
-            fused = per_scale[0]
-            for logits in per_scale[1:]:
-                fused = torch.maximum(fused, F.interpolate(
-                    logits, size=fused.shape[2:], mode='bilinear',
-                    align_corners=self.align_corners))
-            return fused, per_scale
-
-    return types.SimpleNamespace(torch=torch, nn=nn, F=F, ConvBN=ConvBN, Bottleneck=Bottleneck,
-                                 ASPP=ASPP, DeepLabV2ResNet101=DeepLabV2ResNet101, MSC=MSC)
-
-
-def block_names(num_blocks):
-    """Caffe's block suffixes (as deeplab_resnet.model.block_names, without TensorFlow)."""
-    if num_blocks <= 3:
-        return ['abc'[i] for i in range(num_blocks)]
-    return ['a'] + ['b%d' % i for i in range(1, num_blocks)]
-
-
-def tf_variable_map():
-    """PyTorch state_dict key -> TensorFlow variable name of this project's model."""
-    names = {}
-
-    def conv_bn(prefix, conv, bn):
-        names[prefix + '.conv.weight'] = conv + '/weights'
-        names[prefix + '.bn.weight'] = bn + '/gamma'
-        names[prefix + '.bn.bias'] = bn + '/beta'
-        names[prefix + '.bn.running_mean'] = bn + '/moving_mean'
-        names[prefix + '.bn.running_var'] = bn + '/moving_variance'
-
-    conv_bn('conv1', 'conv1', 'bn_conv1')
-    for s, (index, blocks, _, _, _) in enumerate(STAGES):
-        for b, suffix in enumerate(block_names(blocks)):
-            block = '%d%s' % (index, suffix)
-            for branch in ('branch2a', 'branch2b', 'branch2c') + (('branch1',) if b == 0
-                                                                  else ()):
-                conv_bn('stages.%d.%d.%s' % (s, b, branch), 'res%s_%s' % (block, branch),
-                        'bn%s_%s' % (block, branch))
-    for i in range(len(ASPP_RATES)):
-        names['aspp.convs.%d.weight' % i] = 'fc1_voc12_c%d/weights' % i
-        names['aspp.convs.%d.bias' % i] = 'fc1_voc12_c%d/biases' % i
-    return names
-
-
-def load_tf_weights(model, values):
-    """Copies TensorFlow variable values ({name: array}, kernels HWIO) into `model` (a
-    DeepLabV2ResNet101). Returns the TensorFlow names that were not used."""
-    torch = pt().torch
-    mapping = tf_variable_map()
-    state = model.state_dict()
-    missing = [k for k in state if k not in mapping and not k.endswith('num_batches_tracked')]
-    if missing:
-        raise KeyError('no TensorFlow variable for %s' % missing[:5])
-    new_state = {}
-    for key, tensor in state.items():
-        if key not in mapping:
-            new_state[key] = tensor
-            continue
-        value = values[mapping[key]]
-        if value.ndim == 4:
-            value = value.transpose(3, 2, 0, 1)   # HWIO -> OIHW
-        if tuple(value.shape) != tuple(tensor.shape):
-            raise ValueError('%s: TensorFlow %s vs PyTorch %s' % (key, value.shape,
-                                                                  tuple(tensor.shape)))
-        new_state[key] = torch.from_numpy(value.copy())
-    model.load_state_dict(new_state)
-    return sorted(set(values) - set(mapping.values()))
-
-
-def msc_losses(outputs, labels):
-    """The DeepLab-v2 MSC cross-entropy terms: [fused, scale 1, scale 2, ...], each the mean
-    over pixels whose label is not IGNORE_LABEL; labels [N, H, W] int64, resized to each
-    logit size by nearest neighbour with half-pixel centres ('nearest-exact')."""
-    p = pt()
-    fused, per_scale = outputs
-    terms = []
-    for logits in [fused] + list(per_scale):
-        resized = p.F.interpolate(labels[:, None].float(), size=logits.shape[2:],
-                                  mode='nearest-exact')[:, 0].long()
-        terms.append(p.F.cross_entropy(logits, resized, ignore_index=IGNORE_LABEL))
-    return terms
-
+# ----------------------------------------------------------------------------- PyTorch helpers
+# torch and benchmarks/pytorch_model.py are imported inside the functions that need them: this
+# module imports without PyTorch, and the TensorFlow processes never load it.
 
 def set_torch_threads(threads):
-    torch = pt().torch
+    import torch
     if threads:
         torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
 
 
 def torch_info():
-    torch = pt().torch
+    import torch
     return dict(torch=torch.__version__, torch_threads=torch.get_num_threads(),
                 torch_interop_threads=torch.get_num_interop_threads(),
                 mkldnn=bool(torch.backends.mkldnn.is_available()))
 
 
 def to_nchw(images_nhwc):
-    return pt().torch.from_numpy(images_nhwc.transpose(0, 3, 1, 2).copy())
+    import torch
+    return torch.from_numpy(images_nhwc.transpose(0, 3, 1, 2).copy())
 
 
 # ----------------------------------------------------------------------------- PyTorch cases
 
 def case_torch_gemm(spec):
     set_torch_threads(spec['threads'])
-    torch = pt().torch
+    import torch
     n = spec['gemm_n']
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen)
@@ -356,12 +159,14 @@ def case_torch_gemm(spec):
 
 def case_torch_infer(spec):
     set_torch_threads(spec['threads'])
-    p = pt()
-    torch, F = p.torch, p.F
+    import torch
+    import torch.nn.functional as F
+    import pytorch_model
     h, w = spec['size']
     t0 = time.perf_counter()
     torch.manual_seed(0)
-    model = p.MSC(p.DeepLabV2ResNet101(NUM_CLASSES), spec['scales']).eval()
+    model = pytorch_model.MSC(pytorch_model.DeepLabV2ResNet101(NUM_CLASSES),
+                              spec['scales']).eval()
     build_s = time.perf_counter() - t0
     x = to_nchw(speed.random_images([1, h, w, 3]))
 
@@ -379,15 +184,11 @@ def case_torch_infer(spec):
                 first_run_s=first, times_s=times, median_s=med)
 
 
-def case_torch_train(spec):
-    set_torch_threads(spec['threads'])
-    p = pt()
-    torch = p.torch
-    h, w = spec['size']
-    t0 = time.perf_counter()
-    torch.manual_seed(0)
-    base = p.DeepLabV2ResNet101(NUM_CLASSES)
-    model = p.MSC(base, spec['scales']).train()
+def sgd_optimizer(base):
+    """speed.py's training recipe for the PyTorch model `base` (a DeepLabV2ResNet101): SGD with
+    momentum, weight decay on the kernels, learning-rate groups 1x backbone kernels / 10x ASPP
+    kernels / 20x ASPP biases (each group's 'mult'). Returns (optimizer, groups)."""
+    import torch
     aspp = {id(t) for t in base.aspp.parameters()}
     backbone = [t for t in base.parameters()
                 if t.requires_grad and id(t) not in aspp]
@@ -399,6 +200,19 @@ def case_torch_train(spec):
         g['lr'] = BASE_LR * g['mult']
     optimizer = torch.optim.SGD(groups, lr=BASE_LR, momentum=MOMENTUM,
                                 weight_decay=WEIGHT_DECAY)
+    return optimizer, groups
+
+
+def case_torch_train(spec):
+    set_torch_threads(spec['threads'])
+    import torch
+    import pytorch_model
+    h, w = spec['size']
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    base = pytorch_model.DeepLabV2ResNet101(NUM_CLASSES)
+    model = pytorch_model.MSC(base, spec['scales']).train()
+    optimizer, groups = sgd_optimizer(base)
     build_s = time.perf_counter() - t0
     x = to_nchw(speed.random_images([1, h, w, 3]))
     labels = torch.from_numpy(speed.random_labels([1, h, w, 1])[..., 0].astype('int64'))
@@ -409,7 +223,7 @@ def case_torch_train(spec):
         for g in optimizer.param_groups:
             g['lr'] = BASE_LR * g['mult'] * poly
         optimizer.zero_grad(set_to_none=True)
-        loss = sum(msc_losses(model(x), labels))
+        loss = sum(pytorch_model.msc_losses(model(x), labels))
         loss.backward()
         optimizer.step()
         step[0] += 1
@@ -559,22 +373,21 @@ def relative_difference(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-30))
 
 
-def self_check(threads):
-    """(a) output sizes, (b) parameter count, (c) logits with the TensorFlow weights copied
-    in, (d) the MSC loss terms. Prints the results; returns 0 when every check passes."""
+def nhwc(logits):
+    """[N, C, h, w] torch tensor -> [N, h, w, C] NumPy array (the TensorFlow layout)."""
+    return logits.numpy().transpose(0, 2, 3, 1)
+
+
+def mark(passed):
+    return 'OK' if passed else 'FAIL'
+
+
+def run_tf_reference():
+    """Runs tf_reference in a child process (TensorFlow never loads beside PyTorch). Returns
+    its arrays as a dict, or None (with the child's stderr printed) when it failed."""
     import subprocess
     import tempfile
     import numpy as np
-    set_torch_threads(threads)
-    p = pt()
-    torch = p.torch
-    ok = True
-
-    def verdict(passed):
-        nonlocal ok
-        ok = ok and passed
-        return 'OK' if passed else 'FAIL'
-
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'tf_reference.npz')
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), '--tf-reference',
@@ -584,13 +397,16 @@ def self_check(threads):
             print(proc.stderr[-4000:], file=sys.stderr)
             print('self-check: the TensorFlow reference process failed (exit %d)'
                   % proc.returncode)
-            return 1
-        ref = dict(np.load(path))
+            return None
+        return dict(np.load(path))
 
-    print('self-check: PyTorch DeepLab-v2 ResNet-101 (this file) vs deeplab_resnet.model')
-    # (a) output sizes, from shapes only (meta tensors: no arithmetic).
+
+def check_output_sizes(ref):
+    """(a) logit sizes, from shapes only (meta tensors: no arithmetic). Returns passed."""
+    import torch
+    import pytorch_model
     with torch.device('meta'):
-        meta_model = p.DeepLabV2ResNet101(NUM_CLASSES)
+        meta_model = pytorch_model.DeepLabV2ResNet101(NUM_CLASSES)
     sizes = [int(s) for s in ref['sizes']]
     out = dict(zip(sizes, (int(s) for s in ref['output_sizes'])))
     inputs = [(s, s) for s in sizes] + [(375, 500), (500, 375)]   # and VOC's landscape
@@ -601,57 +417,103 @@ def self_check(threads):
     print('(a) logit size for inputs %s' % ', '.join('%dx%d' % hw for hw in inputs))
     print('    TensorFlow model.output_size: %s' % ', '.join('%dx%d' % hw for hw in want))
     print('    PyTorch (shapes only):        %s  %s' % (
-        ', '.join('%dx%d' % hw for hw in got), verdict(got == want)))
-    # (b) parameters (BN gamma/beta count; moving statistics do not).
-    model = p.DeepLabV2ResNet101(NUM_CLASSES)
+        ', '.join('%dx%d' % hw for hw in got), mark(got == want)))
+    return got == want
+
+
+def check_parameters(model, ref):
+    """(b) parameter count (BN gamma/beta count; moving statistics do not). Returns passed."""
     n_pt = sum(t.numel() for t in model.parameters())
     n_trained = sum(t.numel() for t in model.parameters() if t.requires_grad)
     n_tf = int(ref['n_params'])
     print('(b) parameters, 21 classes: TensorFlow %d (%d variables less the moving '
           'statistics), PyTorch %d (%d trained, BN frozen)  %s'
-          % (n_tf, int(ref['n_variables']), n_pt, n_trained, verdict(n_pt == n_tf)))
-    # (c) logits with the TensorFlow weights.
-    values = {k[4:]: v for k, v in ref.items() if k.startswith('var/')}
-    unused = load_tf_weights(model, values)
-    verdict(not unused)
-    if unused:
-        print('    TensorFlow variables with no PyTorch counterpart: %s' % unused[:5])
-    x = to_nchw(ref['images'])
-    size = SELF_CHECK_INPUT
+          % (n_tf, int(ref['n_variables']), n_pt, n_trained, mark(n_pt == n_tf)))
+    return n_pt == n_tf
+
+
+def check_single_scale(model, ref, x, num_tensors):
+    """(c) single-scale logits of `model` (TensorFlow weights loaded) on x. Returns passed."""
+    import numpy as np
+    import torch
     with torch.inference_mode():
-        single = model(x).numpy().transpose(0, 2, 3, 1)
-        msc_same = p.MSC(model, speed.TRAIN_SCALES, align_corners=True)(x)
-        msc_k = p.MSC(model, speed.TRAIN_SCALES, align_corners=False)(x)
+        single = nhwc(model(x))
     tf_single = ref['per_scale_0']
     rel = relative_difference(tf_single, single)
     agree = float(np.mean(tf_single.argmax(-1) == single.argmax(-1)))
+    passed = rel < SELF_CHECK_TOLERANCE and tf_single.shape == single.shape
+    size = SELF_CHECK_INPUT
     print('(c) %dx%d, single scale, TensorFlow weights copied (%d tensors; BN statistics, '
           'gamma, beta and ASPP biases randomised): logits %s, max |TF| %.3g, max |diff| '
           '%.3g, relative %.2g, argmax agreement %.4f  %s'
-          % (size, size, len(values), 'x'.join(map(str, tf_single.shape[1:3])),
+          % (size, size, num_tensors, 'x'.join(map(str, tf_single.shape[1:3])),
              np.max(np.abs(tf_single)), np.max(np.abs(tf_single - single)), rel, agree,
-             verdict(rel < SELF_CHECK_TOLERANCE and tf_single.shape == single.shape)))
-    rels = [relative_difference(ref['per_scale_%d' % i],
-                                msc_same[1][i].numpy().transpose(0, 2, 3, 1))
+             mark(passed)))
+    return passed
+
+
+def check_multi_scale(model, ref, x):
+    """(c) 3-scale logits, align_corners=True (as the TensorFlow code) and False (as the
+    benchmark). Returns (passed, the align_corners=True MSC outputs)."""
+    import torch
+    import pytorch_model
+    with torch.inference_mode():
+        msc_same = pytorch_model.MSC(model, speed.TRAIN_SCALES, align_corners=True)(x)
+        msc_k = pytorch_model.MSC(model, speed.TRAIN_SCALES, align_corners=False)(x)
+    rels = [relative_difference(ref['per_scale_%d' % i], nhwc(msc_same[1][i]))
             for i in range(len(speed.TRAIN_SCALES))]
-    rel_fused = relative_difference(ref['fused'], msc_same[0].numpy().transpose(0, 2, 3, 1))
+    rel_fused = relative_difference(ref['fused'], nhwc(msc_same[0]))
+    passed = max(rels + [rel_fused]) < SELF_CHECK_TOLERANCE
     print('    3 scales (1, 0.75, 0.5) with align_corners=True as the TensorFlow code: '
           'per-scale relative %s, fused %.2g  %s' % (
-              ', '.join('%.2g' % r for r in rels), rel_fused,
-              verdict(max(rels + [rel_fused]) < SELF_CHECK_TOLERANCE)))
-    rel_k = relative_difference(ref['fused'], msc_k[0].numpy().transpose(0, 2, 3, 1))
+              ', '.join('%.2g' % r for r in rels), rel_fused, mark(passed)))
+    rel_k = relative_difference(ref['fused'], nhwc(msc_k[0]))
     print('    (the benchmark\'s align_corners=False, as kazuto1011: fused differs by %.2g '
           'relative, expected: different interpolation, same cost)' % rel_k)
-    # (d) loss terms.
+    return passed, msc_same
+
+
+def check_losses(msc_outputs, ref):
+    """(d) the MSC cross-entropy terms on the reference labels. Returns passed."""
+    import numpy as np
+    import torch
+    import pytorch_model
     labels = torch.from_numpy(ref['labels'][..., 0].astype(np.int64))
     with torch.no_grad():
-        terms = np.array([float(t) for t in msc_losses(msc_same, labels)])
+        terms = np.array([float(t) for t in pytorch_model.msc_losses(msc_outputs, labels)])
     tf_terms = ref['terms']
     rel_terms = float(np.max(np.abs(terms - tf_terms) / np.abs(tf_terms)))
+    passed = rel_terms < SELF_CHECK_TOLERANCE
     print('(d) cross-entropy terms (fused, 1, 0.75, 0.5), align_corners=True: TensorFlow %s, '
           'PyTorch %s, max relative %.2g  %s' % (
               ', '.join('%.6g' % t for t in tf_terms), ', '.join('%.6g' % t for t in terms),
-              rel_terms, verdict(rel_terms < SELF_CHECK_TOLERANCE)))
+              rel_terms, mark(passed)))
+    return passed
+
+
+def self_check(threads):
+    """(a) output sizes, (b) parameter count, (c) logits with the TensorFlow weights copied
+    in, (d) the MSC loss terms. Prints the results; returns 0 when every check passes."""
+    import pytorch_model
+    set_torch_threads(threads)
+    ref = run_tf_reference()
+    if ref is None:
+        return 1
+    print('self-check: PyTorch DeepLab-v2 ResNet-101 (benchmarks/pytorch_model.py) vs '
+          'deeplab_resnet.model')
+    passed = [check_output_sizes(ref)]
+    model = pytorch_model.DeepLabV2ResNet101(NUM_CLASSES)
+    passed.append(check_parameters(model, ref))
+    values = {k[4:]: v for k, v in ref.items() if k.startswith('var/')}
+    unused = pytorch_model.load_tf_weights(model, values)
+    passed.append(not unused)
+    if unused:
+        print('    TensorFlow variables with no PyTorch counterpart: %s' % unused[:5])
+    x = to_nchw(ref['images'])
+    passed.append(check_single_scale(model, ref, x, len(values)))
+    msc_passed, msc_outputs = check_multi_scale(model, ref, x)
+    passed += [msc_passed, check_losses(msc_outputs, ref)]
+    ok = all(passed)
     print('self-check: %s' % ('passed' if ok else 'FAILED'))
     return 0 if ok else 1
 
@@ -676,7 +538,7 @@ def environment(values):
                 os.environ[k] = v
 
 
-def main(argv=None):
+def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     speed.add_inference_arguments(p)
     p.add_argument('--mode', default='all', choices=['infer', 'train', 'all'])
@@ -696,8 +558,86 @@ def main(argv=None):
                    help='check the PyTorch model against the TensorFlow one and exit')
     p.add_argument('--run-case', help=argparse.SUPPRESS)
     p.add_argument('--tf-reference', help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p, p.parse_args(argv)
 
+
+def run_meta(args):
+    """The run's facts for the JSON (command, machine, versions, threading environment, the
+    PyTorch children's environment) and its warnings (a busy machine)."""
+    meta = dict(command=' '.join([os.path.basename(sys.executable)] + sys.argv),
+                argv=sys.argv[1:], quick=args.quick, threads=args.threads,
+                tensorflow_inter_op_threads=2, pytorch_interop_threads=1,
+                cpu=speed.cpu_model(), cpu_count=os.cpu_count(),
+                python=platform.python_version(), torch=torch_version(),
+                load_average_start=speed.load_average(),
+                started=time.strftime('%Y-%m-%dT%H:%M:%S'),
+                environment={k: v for k, v in os.environ.items()   # threading / oneDNN
+                             if k.startswith(('OMP_', 'KMP_', 'GOMP_', 'MKL_', 'DNNL_',
+                                              'ONEDNN_', 'TORCH_'))
+                             or k in ('TF_ENABLE_ONEDNN_OPTS', 'TF_NUM_INTRAOP_THREADS',
+                                      'TF_NUM_INTEROP_THREADS', 'TF_XLA_FLAGS')},
+                pytorch_model='benchmarks/pytorch_model.py\'s DeepLabV2ResNet101 + MSC (not '
+                              'kazuto1011\'s code), eager, NCHW, float32, frozen BN, MSC '
+                              'align_corners=False')
+    meta['pytorch_child_environment'] = (
+        {'OMP_WAIT_POLICY': 'PASSIVE'} if args.omp_passive else {})
+    meta['warnings'] = warnings = []
+    load = meta['load_average_start']
+    if load and load[0] >= BUSY_LOAD:
+        warnings.append('load average %.2f at the start: the machine is not quiet; PyTorch '
+                        '(OpenMP) suffers much more from other processes than TensorFlow%s'
+                        % (load[0], '' if args.omp_passive else ' (see --omp-passive)'))
+    return meta
+
+
+def run_cases(specs, pt_env):
+    """Each spec in its own child process, the PyTorch ones with `pt_env` set."""
+    results = []
+    for spec in specs:
+        print('... %s %s' % (spec['framework'], spec['name']), file=sys.stderr, flush=True)
+        if spec['framework'] == 'pytorch':
+            with environment(pt_env):
+                results.append(speed.run_case_subprocess(spec, script=__file__))
+        else:
+            results.append(speed.run_case_subprocess(spec))
+    return results
+
+
+def print_report(rows, meta, args):
+    print(format_table(rows))
+    print('TF/PT: TensorFlow throughput / PyTorch throughput (> 1: TensorFlow faster). '
+          'GFLOP: the TensorFlow graph\'s; %%peak: of the TensorFlow fp32 GEMM (%.1f GFLOP/s); '
+          'spread: slowest / fastest timed run (well above 1: the machine was busy).'
+          % next((r['tensorflow']['gflops_per_s'] for r in rows if r['kind'] == 'gemm'),
+                 float('nan')))
+    pt_env = meta['pytorch_child_environment']
+    print('threads %d; TensorFlow %s, PyTorch %s%s; %s' % (
+        args.threads, meta['tensorflow'], meta['torch'],
+        ' (with %s)' % ' '.join('%s=%s' % kv for kv in pt_env.items()) if pt_env else '',
+        speed.load_average_line(meta)))
+    for w in meta['warnings']:
+        print('warning: ' + w)
+
+
+def compare(args):
+    """The comparison: every case of both frameworks, the table, the JSON."""
+    specs = build_specs(args)
+    meta = run_meta(args)
+    for w in meta['warnings']:
+        print('warning: ' + w, file=sys.stderr, flush=True)
+    results = run_cases(specs, meta['pytorch_child_environment'])
+    rows = pair_results(results)
+    meta['load_average_end'] = speed.load_average()
+    meta['finished'] = time.strftime('%Y-%m-%dT%H:%M:%S')
+    meta['tensorflow'] = next((r['tensorflow'] for r in results if r.get('tensorflow')), None)
+    meta['torch'] = next((r['torch'] for r in results if r.get('torch')), meta['torch'])
+    print_report(rows, meta, args)
+    speed.write_json(args.json, meta, rows)
+    return 0
+
+
+def main(argv=None):
+    p, args = parse_args(argv)
     if args.tf_reference:
         tf_reference(args.tf_reference)
         return 0
@@ -712,59 +652,7 @@ def main(argv=None):
         p.error('--threads must be at least 1 (both frameworks get the same count)')
     if args.self_check:
         return self_check(args.threads)
-
-    specs = build_specs(args)
-    meta = dict(command=' '.join([os.path.basename(sys.executable)] + sys.argv),
-                argv=sys.argv[1:], quick=args.quick, threads=args.threads,
-                tensorflow_inter_op_threads=2, pytorch_interop_threads=1,
-                cpu=speed.cpu_model(), cpu_count=os.cpu_count(),
-                python=platform.python_version(), torch=torch_version(),
-                load_average_start=speed.load_average(),
-                started=time.strftime('%Y-%m-%dT%H:%M:%S'),
-                environment={k: v for k, v in os.environ.items()   # threading / oneDNN
-                             if k.startswith(('OMP_', 'KMP_', 'GOMP_', 'MKL_', 'DNNL_',
-                                              'ONEDNN_', 'TORCH_'))
-                             or k in ('TF_ENABLE_ONEDNN_OPTS', 'TF_NUM_INTRAOP_THREADS',
-                                      'TF_NUM_INTEROP_THREADS', 'TF_XLA_FLAGS')},
-                pytorch_model='this file\'s DeepLabV2ResNet101 + MSC (not kazuto1011\'s '
-                              'code), eager, NCHW, float32, frozen BN, MSC align_corners=False')
-    meta['pytorch_child_environment'] = pt_env = (
-        {'OMP_WAIT_POLICY': 'PASSIVE'} if args.omp_passive else {})
-    meta['warnings'] = warnings = []
-    load = meta['load_average_start']
-    if load and load[0] >= BUSY_LOAD:
-        warnings.append('load average %.2f at the start: the machine is not quiet; PyTorch '
-                        '(OpenMP) suffers much more from other processes than TensorFlow%s'
-                        % (load[0], '' if args.omp_passive else ' (see --omp-passive)'))
-    for w in warnings:
-        print('warning: ' + w, file=sys.stderr, flush=True)
-    results = []
-    for spec in specs:
-        print('... %s %s' % (spec['framework'], spec['name']), file=sys.stderr, flush=True)
-        if spec['framework'] == 'pytorch':
-            with environment(pt_env):
-                results.append(speed.run_case_subprocess(spec, script=__file__))
-        else:
-            results.append(speed.run_case_subprocess(spec))
-    rows = pair_results(results)
-    meta['load_average_end'] = speed.load_average()
-    meta['finished'] = time.strftime('%Y-%m-%dT%H:%M:%S')
-    meta['tensorflow'] = next((r['tensorflow'] for r in results if r.get('tensorflow')), None)
-    meta['torch'] = next((r['torch'] for r in results if r.get('torch')), meta['torch'])
-    print(format_table(rows))
-    print('TF/PT: TensorFlow throughput / PyTorch throughput (> 1: TensorFlow faster). '
-          'GFLOP: the TensorFlow graph\'s; %%peak: of the TensorFlow fp32 GEMM (%.1f GFLOP/s); '
-          'spread: slowest / fastest timed run (well above 1: the machine was busy).'
-          % next((r['tensorflow']['gflops_per_s'] for r in rows if r['kind'] == 'gemm'),
-                 float('nan')))
-    print('threads %d; TensorFlow %s, PyTorch %s%s; %s' % (
-        args.threads, meta['tensorflow'], meta['torch'],
-        ' (with %s)' % ' '.join('%s=%s' % kv for kv in pt_env.items()) if pt_env else '',
-        speed.load_average_line(meta)))
-    for w in warnings:
-        print('warning: ' + w)
-    speed.write_json(args.json, meta, rows)
-    return 0
+    return compare(args)
 
 
 if __name__ == '__main__':

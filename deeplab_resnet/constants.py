@@ -21,6 +21,13 @@ BN_EPSILON = 1e-5           # Caffe BatchNorm default (slim's 1e-3 is not Caffe'
 BN_DECAY = 0.999            # Caffe moving_average_fraction, slim batch_norm default.
 RESNET101_BLOCKS = (3, 4, 23, 3)
 ASPP_RATES = (6, 12, 18, 24)
+ASPP_INIT_STD = 0.01   # DeepLab-v2 prototxt: gaussian filler, std 0.01, for fc1_voc12_c*
+# Caffe layer names of the classifier: the ASPP branches fc1_voc12_c0..c3 (one per rate),
+# summed into the logits fc1_voc12. Here, not in model.py, so that the TensorFlow-free modules
+# (convert.py before a model has parsed, the PyTorch benchmark) can name them too.
+LOGITS = 'fc1_voc12'
+ASPP_PREFIX = LOGITS + '_c'
+ASPP_LAYERS = tuple('%s%d' % (ASPP_PREFIX, i) for i in range(len(ASPP_RATES)))
 TRAIN_SCALES = (1.0, 0.75, 0.5)   # multi-scale towers, fused by element-wise max.
 
 # Optimisation (DeepLab-v2 VOC recipe, the original project's train_msc.py defaults).

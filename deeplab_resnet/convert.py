@@ -32,12 +32,11 @@ import sys
 import numpy as np
 
 from deeplab_resnet import caffemodel, colormap, provenance
-from deeplab_resnet.constants import (ASPP_RATES, CHANNEL_ORDER, CHECKPOINT_NAME,
-                                      IGNORE_LABEL, IMG_MEAN_BGR, NUM_CLASSES_VOC)
+from deeplab_resnet.constants import (ASPP_INIT_STD, ASPP_LAYERS, CHANNEL_ORDER,
+                                      CHECKPOINT_NAME, IGNORE_LABEL, IMG_MEAN_BGR,
+                                      NUM_CLASSES_VOC)
 from deeplab_resnet.errors import InputError
 
-ASPP_INIT_STD = 0.01
-ASPP_LAYERS = tuple('fc1_voc12_c%d' % i for i in range(len(ASPP_RATES)))
 MAX_LISTED = 5
 
 CONVOLUTION, BATCH_NORM, SCALE = 'Convolution', 'BatchNorm', 'Scale'

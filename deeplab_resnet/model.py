@@ -9,7 +9,8 @@ import collections
 import tensorflow as tf
 
 from deeplab_resnet import layers
-from deeplab_resnet.constants import ASPP_RATES, BN_DECAY, RESNET101_BLOCKS
+from deeplab_resnet.constants import (ASPP_INIT_STD, ASPP_LAYERS, ASPP_PREFIX, ASPP_RATES,
+                                      BN_DECAY, LOGITS, RESNET101_BLOCKS)
 
 tf1 = tf.compat.v1
 
@@ -24,20 +25,12 @@ RESNET101_STAGES = (
     Stage(5, RESNET101_BLOCKS[3], 512, 1, 4),
 )
 
-LOGITS = 'fc1_voc12'
-ASPP_INIT_STD = 0.01   # DeepLab-v2 prototxt: gaussian filler, std 0.01, for fc1_voc12_c*
-ASPP_PREFIX = 'fc1_voc12_c'
-
 
 def block_names(num_blocks):
     """Caffe's block suffixes: a, b, c for short stages; a, b1, b2, ... for long ones."""
     if num_blocks <= 3:
         return ['abc'[i] for i in range(num_blocks)]
     return ['a'] + ['b%d' % i for i in range(1, num_blocks)]
-
-
-def aspp_layer_names():
-    return ['%s%d' % (ASPP_PREFIX, i) for i in range(len(ASPP_RATES))]
 
 
 def is_aspp_variable(name):
@@ -139,7 +132,7 @@ class DeepLabResNetModel(object):
     def _aspp(self, x):
         """Four 3x3 convolutions with bias at rates 6, 12, 18, 24, summed."""
         branches = []
-        for name, rate in zip(aspp_layer_names(), ASPP_RATES):
+        for name, rate in zip(ASPP_LAYERS, ASPP_RATES):
             branches.append(self._add(name, layers.conv2d(
                 x, name, 3, self.num_classes, pad=rate, dilation=rate, biased=True,
                 weights_std=ASPP_INIT_STD)))
