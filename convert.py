@@ -11,6 +11,7 @@ No Caffe installation is needed.
 """
 import argparse
 
+from deeplab_resnet import cli
 from deeplab_resnet.errors import exit_on_input_error
 
 EPILOG = """\
@@ -30,13 +31,6 @@ layers the network does not use (fc1000, ...) are ignored.
 """
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError('must be a positive integer, got %s' % text)
-    return value
-
-
 def get_arguments(argv=None):
     parser = argparse.ArgumentParser(
         description='Convert a Caffe DeepLab-v2 ResNet-101 .caffemodel into a TensorFlow '
@@ -50,7 +44,7 @@ def get_arguments(argv=None):
                              'architecture is fixed); it may also come first')
     parser.add_argument('--save-dir', required=True,
                         help='output directory for model.ckpt and model.ckpt.json')
-    parser.add_argument('--num-classes', type=positive_int, default=None,
+    parser.add_argument('--num-classes', type=cli.positive_int, default=None,
                         help='classes of the ASPP classifier (default: the caffemodel\'s, or '
                              '21 when it has no ASPP layers)')
     parser.add_argument('--reinit-aspp', action='store_true',

@@ -19,9 +19,9 @@ import sys
 
 from deeplab_resnet import cli
 from deeplab_resnet.constants import (CAFFE_SCALE_SET, DEFAULT_INIT_CHECKPOINT,
-                                      LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS, TRAIN_SCALES)
+                                      LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS, OPTIMIZERS,
+                                      TRAIN_SCALES)
 from deeplab_resnet.errors import exit_on_input_error
-from deeplab_resnet.optim import OPTIMIZERS
 
 
 def get_arguments(argv=None):

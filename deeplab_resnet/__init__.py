@@ -2,11 +2,12 @@
 
 `deeplab_resnet.DeepLabResNetModel` and `deeplab_resnet.ImageReader` are the original project's
 entry points; they are imported lazily so that the NumPy-only modules (metrics, colour maps,
-dataset tools) load without TensorFlow.
+dataset tools) load without TensorFlow. TensorFlow's start-up log lines are held to
+TF_CPP_MIN_LOG_LEVEL (default 2) by `tf_startup`, whichever module imports it first.
 """
-import os
+from deeplab_resnet import tf_startup
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+tf_startup.install()
 
 _LAZY = {
     'DeepLabResNetModel': 'deeplab_resnet.model',

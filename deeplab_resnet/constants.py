@@ -34,6 +34,7 @@ TRAIN_SCALES = (1.0, 0.75, 0.5)   # multi-scale towers, fused by element-wise ma
 LR_MULT_BACKBONE = 1.0
 LR_MULT_ASPP_WEIGHTS = 10.0
 LR_MULT_ASPP_BIASES = 20.0
+OPTIMIZERS = ('momentum', 'adam')   # train_msc.py --optimizer; momentum is the paper's
 SCALE_RANGE = (0.5, 1.5)    # random scale, uniform (the original TF project)
 CAFFE_SCALE_SET = (0.5, 0.75, 1.0, 1.25, 1.5)   # the Caffe recipe's discrete scales
 

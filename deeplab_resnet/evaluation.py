@@ -33,7 +33,7 @@ from PIL import Image
 
 from deeplab_resnet import cli, datalist, imageio, metrics, provenance
 from deeplab_resnet.colormap import colourise
-from deeplab_resnet.constants import NUM_CLASSES_VOC
+from deeplab_resnet.constants import NUM_CLASSES_VOC, TRAIN_SCALES
 from deeplab_resnet.crf import CRFPool, add_crf_arguments, crf_params_from_args
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.settings import resolve
@@ -41,7 +41,7 @@ from deeplab_resnet.progress import Progress
 
 DEFAULT_LIST = './dataset/val.txt'
 DEFAULT_CHECKPOINT = './deeplab_resnet.ckpt'
-DEFAULT_SCALES = (1.0, 0.75, 0.5)
+DEFAULT_SCALES = TRAIN_SCALES
 MAX_VALUES_SHOWN = 10
 
 

@@ -17,14 +17,6 @@ of every scale's logits resized (bilinear) to that size; per_scale: the logits o
 (their own sizes), in the order of `scales`; nets: the DeepLabResNetModel of each scale."""
 
 
-def parse_scales(text):
-    """'1.0,0.75,0.5' -> (1.0, 0.75, 0.5); raises ValueError on a bad list."""
-    scales = tuple(float(s) for s in text.split(',') if s.strip())
-    if not scales or any(s <= 0 for s in scales):
-        raise ValueError('scales must be positive numbers, got %r' % text)
-    return scales
-
-
 def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCALES,
                        bn_decay=BN_DECAY, sync_batch_norm=False):
     """Builds one DeepLab tower per scale; variables are created by the first and shared.

@@ -12,7 +12,7 @@ import collections
 import tensorflow as tf
 
 from deeplab_resnet.constants import (LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS,
-                                      LR_MULT_BACKBONE)
+                                      LR_MULT_BACKBONE, OPTIMIZERS)
 from deeplab_resnet.model import is_aspp_variable, variable_name
 
 tf1 = tf.compat.v1
@@ -43,9 +43,6 @@ def variable_groups(trainable, aspp_mults=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BI
     aspp_b = [v for v in trainable if is_aspp_variable(variable_name(v))
               and variable_name(v).endswith('/biases')]
     return [(LR_MULT_BACKBONE, backbone), (aspp_mults[0], aspp_w), (aspp_mults[1], aspp_b)]
-
-
-OPTIMIZERS = ('momentum', 'adam')
 
 
 def _optimizer(name, learning_rate, momentum):
