@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Evaluate DeepLab-v2 ResNet-101 as evaluate_msc.py does, then refine the softmax
 probabilities with a fully connected CRF at full resolution (every parameter a --crf-* flag;
-defaults: DeepLab-v2's VOC values) and evaluate again. The CRF runs in --num-workers processes
-while the network segments the next images; the result does not depend on their number.
+defaults: DeepLab-v2's VOC values) and evaluate again. The CRF runs in --crf-workers processes
+(alias --num-workers) while the network segments the next images; the result does not depend
+on their number.
 
 Prints the table before and after the CRF, a line `mIoU before CRF: x  after CRF: y`, and
-last `mIoU: y` (after the CRF). --save-dir holds the CRF's predictions.
+last `mIoU: y` (after the CRF). --save-dir holds the CRF's predictions: <stem>.png (index
+PNG) and <stem>_mask.png (colour mask).
 """
 import sys
 

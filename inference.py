@@ -19,14 +19,17 @@ from deeplab_resnet.errors import exit_on_input_error
 EPILOG = """\
 outputs, per image, in --save-dir:
   <stem>_mask.png      colour mask (VOC palette; extended past 21 classes), the image's size
-  <stem>_label.png     --save-labels: palette PNG holding the class indices
+  <stem>.png           --save-labels: palette PNG holding the class indices (the format of
+                       VOC's SegmentationClass and of evaluate_msc.py --save-dir)
   <stem>_overlay.jpg   --overlay: the mask blended over the image (alpha 0.5)
   <stem>_probs.npy     --save-probs: float16 probabilities [H, W, C] (after the CRF with --crf)
-  Inputs with the same stem are refused before any work.
+  Inputs with the same stem, and a --save-dir where an output would overwrite an input, are
+  refused before any work.
 
 settings: without --num-classes / --img-mean, the values of the checkpoint's provenance
-  record (<prefix>.json, written by convert.py) are used when it has one, else 21 classes and
-  the Caffe mean.
+  record (<prefix>.json, written by convert.py and train_msc.py) are used when it has one,
+  else 21 classes and the Caffe mean. A --num-classes that the checkpoint does not have is
+  refused (exit status 2), naming both counts.
 
 exit status: 0; 1 when some images could not be read (each named on stderr, the others are
   written); 2 for a missing input or checkpoint, a checkpoint for another class count, or
@@ -47,17 +50,13 @@ def get_arguments(argv=None):
     p.add_argument('paths', nargs='+', metavar='IMG_PATH... MODEL_WEIGHTS',
                    help='images, directories or .txt list files, then the checkpoint prefix '
                         'or directory')
-    p.add_argument('--num-classes', type=cli.positive_int, default=None,
-                   help='number of classes (default: the provenance record\'s, else 21)')
-    p.add_argument('--img-mean', type=cli.img_mean, default=None,
-                   help='B,G,R mean subtracted from images (default: the provenance record\'s, '
-                        'else the Caffe mean 104.008,116.669,122.679)')
+    cli.add_model_arguments(p, from_record=True)
     p.add_argument('--save-dir', default='./output/',
                    help='where the outputs go (default %(default)s)')
     p.add_argument('--data-dir', default='',
                    help='directory the paths of a list file are relative to')
     p.add_argument('--save-labels', action='store_true',
-                   help='also write <stem>_label.png, a palette PNG of the class indices')
+                   help='also write <stem>.png, a palette PNG of the class indices')
     p.add_argument('--overlay', action='store_true',
                    help='also write <stem>_overlay.jpg, the mask blended over the image')
     p.add_argument('--save-probs', action='store_true',
@@ -67,13 +66,10 @@ def get_arguments(argv=None):
                         'multi-scale model)')
     p.add_argument('--flip', action='store_true',
                    help='average with the prediction of the mirrored image')
-    p.add_argument('--threads', type=cli.non_negative_int, default=0,
-                   help='CPU threads for TensorFlow ops (0: TensorFlow decides)')
     p.add_argument('--crf', action='store_true',
                    help='refine the probabilities with a dense CRF (flags below)')
-    p.add_argument('--crf-workers', type=cli.non_negative_int, default=0,
-                   help='CRF worker processes, overlapping with the network (default 0: inline)')
-    from deeplab_resnet.crf import add_crf_arguments
+    from deeplab_resnet.crf import add_crf_arguments, add_workers_argument
+    add_workers_argument(p)
     add_crf_arguments(p)
     p.add_argument('--export-savedmodel', metavar='DIR', default=None,
                    help='write a SavedModel of the network (with --scales and --flip) to DIR, '

@@ -20,6 +20,7 @@ import collections
 import contextlib
 import multiprocessing
 import multiprocessing.context
+import os
 import sys
 import threading
 import types
@@ -27,7 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 import numpy as np
 
-from deeplab_resnet import constants
+from deeplab_resnet import cli, constants
 
 CRFParams = collections.namedtuple(
     'CRFParams', ['iterations', 'pos_w', 'pos_xy_std', 'bi_w', 'bi_xy_std', 'bi_rgb_std'])
@@ -61,6 +62,16 @@ def add_crf_arguments(parser):
         default = getattr(defaults, field)
         group.add_argument(flag, dest='crf_' + field, type=typ, default=default,
                            help='%s (default %s)' % (text, default))
+    return parser
+
+
+def add_workers_argument(parser, *aliases):
+    """Adds --crf-workers (args.crf_workers; `aliases` are further option strings for it, e.g.
+    '--num-workers'): CRF worker processes, default the CPU count, 0 = inline."""
+    parser.add_argument('--crf-workers', *aliases, dest='crf_workers', type=cli.non_negative_int,
+                        default=os.cpu_count() or 1,
+                        help='CRF worker processes, overlapping with the network (default: the '
+                             'CPU count, %(default)s; 0: the CRF runs in the main process)')
     return parser
 
 

@@ -1,5 +1,7 @@
 """Evaluation of a restored network on a labelled list, with or without a dense CRF: the loop
-behind evaluate_msc.py and evaluate_msc_with_CRF.py, written once.
+behind evaluate_msc.py and evaluate_msc_with_CRF.py, written once, in three steps:
+`prepare` (input checks, the checkpoint and its settings), `confusion_matrices` (the loop,
+callable on its own with any predictor, e.g. one sharing a training session) and `report`.
 
 Every image is segmented at full resolution (no cropping): the multi-scale logits (fused by
 max, optionally averaged with the mirrored image's) are upsampled bilinearly to the image
@@ -7,13 +9,14 @@ size before the argmax (``predictor.Predictor``). One int64 confusion matrix is 
 over the whole set (ignore-label pixels skipped) and the metrics are computed from it
 (``metrics.compute_metrics``). With ``args.crf`` the softmax probabilities also go through a
 fully connected CRF in worker processes (``crf.CRFPool``) while the network runs on the next
-images; both the network's and the CRF's figures are reported.
+images (``predictor.predictions``); both the network's and the CRF's figures are reported.
 
 Bad input is found before the network is built, each as one ``InputError`` line naming the
-file(s): the list and its files (``datalist``), an image and label of different sizes, label
-values that are neither a class nor the ignore label (unless ``--ignore-out-of-range``), a
-class-names file of the wrong length, a missing checkpoint or one with another class count.
-The checks that need no checkpoint come first, so they fail without loading TensorFlow.
+file(s), cheapest first: the list and its files (``datalist``); the checkpoint, its record
+and its class count (``settings.restore_settings``: a --num-classes the checkpoint does not
+have is named as such, before any label is read) and a class-names file of the wrong length;
+then every label (``labels``): of its image's size, holding only classes and the ignore label
+(unless ``--ignore-out-of-range``).
 
 Provenance: a flag that contradicts the checkpoint's record is used, with a warning naming
 both values. Images of the list that the record says the checkpoint was trained on (by name,
@@ -22,27 +25,25 @@ YYYY_NNNNNN when it says VOC 2012 train+val, as for the authors' release) are co
 warning and in the JSON's "overlap"; --strict makes them an error.
 """
 import argparse
+import collections
 import contextlib
 import json
 import os
 import sys
 import time
 
-import numpy as np
-from PIL import Image
-
-from deeplab_resnet import cli, datalist, imageio, metrics, provenance
-from deeplab_resnet.colormap import colourise
-from deeplab_resnet.constants import NUM_CLASSES_VOC, TRAIN_SCALES
-from deeplab_resnet.crf import CRFPool, add_crf_arguments, crf_params_from_args
+from deeplab_resnet import cli, datalist, imageio, labels, metrics, provenance
+from deeplab_resnet.constants import TRAIN_SCALES
+from deeplab_resnet.crf import (CRFPool, add_crf_arguments, add_workers_argument,
+                                crf_params_from_args)
 from deeplab_resnet.errors import InputError
-from deeplab_resnet.settings import resolve
+from deeplab_resnet.inference import SUFFIXES, check_save_dir, output_stem, save_outputs
 from deeplab_resnet.progress import Progress
+from deeplab_resnet.settings import restore_settings, summary_line
 
 DEFAULT_LIST = './dataset/val.txt'
 DEFAULT_CHECKPOINT = './deeplab_resnet.ckpt'
-DEFAULT_SCALES = TRAIN_SCALES
-MAX_VALUES_SHOWN = 10
+SAVED_KINDS = ('label', 'mask')   # <stem>.png (index PNG), <stem>_mask.png (colour)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -56,28 +57,22 @@ def build_parser(description=None, crf=False):
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_data_arguments(p, DEFAULT_LIST)
-    p.add_argument('--num-classes', type=cli.positive_int, default=None,
-                   help='number of classes, background included (default: the checkpoint\'s '
-                        'provenance record, else %d)' % NUM_CLASSES_VOC)
-    p.add_argument('--img-mean', type=cli.img_mean, default=None,
-                   help='B,G,R mean subtracted from images (default: the checkpoint\'s '
-                        'provenance record, else the Caffe mean 104.008,116.669,122.679)')
-    p.add_argument('--threads', type=cli.non_negative_int, default=0,
-                   help='CPU threads for TensorFlow ops (0: TensorFlow decides)')
+    cli.add_model_arguments(p, from_record=True)
     p.add_argument('--num-steps', type=cli.positive_int, default=None,
                    help='evaluate only the first N images of the list (default: all)')
     p.add_argument('--restore-from', default=DEFAULT_CHECKPOINT,
                    help='checkpoint prefix, or a directory (its latest checkpoint); '
                         'default %(default)s')
-    p.add_argument('--scales', type=cli.scales, default=DEFAULT_SCALES,
+    p.add_argument('--scales', type=cli.scales, default=TRAIN_SCALES,
                    help='input scales, logits fused by max (default 1.0,0.75,0.5; '
                         '--scales 1.0 is single-scale)')
     p.add_argument('--flip', action='store_true',
                    help='average the logits with those of the mirrored image')
     p.add_argument('--save-dir', default=None,
-                   help='write each prediction as <stem>.png (index PNG, VOC palette) and '
-                        '<stem>_color.png (colour PNG)%s'
-                        % ('; these are the CRF\'s predictions' if crf else ''))
+                   help='write each prediction as <stem>%s (index PNG, VOC palette) and '
+                        '<stem>%s (colour mask)%s'
+                        % (SUFFIXES['label'], SUFFIXES['mask'],
+                           '; these are the CRF\'s predictions' if crf else ''))
     p.add_argument('--output-json', default=None,
                    help='write every figure (metrics, confusion matrix, settings) to this '
                         'JSON file')
@@ -92,9 +87,7 @@ def build_parser(description=None, crf=False):
                         'are among the checkpoint\'s training images (by name, from its '
                         'provenance record)')
     if crf:
-        p.add_argument('--num-workers', type=cli.non_negative_int, default=os.cpu_count() or 1,
-                       help='CRF worker processes (default: the CPU count, %(default)s; '
-                            '0: the CRF runs in the main process)')
+        add_workers_argument(p, '--num-workers')
         add_crf_arguments(p)
     p.set_defaults(crf=crf)
     return p
@@ -104,94 +97,55 @@ def parse_arguments(argv=None, description=None, crf=False):
     return build_parser(description, crf).parse_args(argv)
 
 
-# ----------------------------------------------------------------------------- input checks
+# ----------------------------------------------------------------------------- prepare
 
-def _stem(path):
-    return os.path.splitext(os.path.basename(path))[0]
+Prepared = collections.namedtuple('Prepared', ['examples', 'total', 'restored', 'overlap'])
+Prepared.__doc__ = """What `prepare` found: the examples to evaluate (datalist.Example), the
+list's length, the settings.Restored checkpoint and the training-overlap count."""
 
-
-def _image_size(path):
-    """(height, width) from the image header, without decoding the pixels."""
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except Exception as e:   # PIL raises many types for corrupt files
-        raise InputError('%s: cannot decode image (%s)' % (path, e.__class__.__name__))
-    return h, w
-
-
-def _check_sizes(example, image_hw, label_hw):
-    if tuple(image_hw) != tuple(label_hw):
-        raise InputError('%s, %s: image is %dx%d but its label is %dx%d (width x height; '
-                         'list line %d)' % (example.image, example.label, image_hw[1],
-                                            image_hw[0], label_hw[1], label_hw[0],
-                                            example.line))
-
-
-def _check_stems(examples, list_path):
-    seen = {}
-    for ex in examples:
-        stem = _stem(ex.image)
-        if stem in seen:
-            raise InputError('%s: lines %d and %d are both saved as %s.png in --save-dir '
-                             '(%s, %s)' % (list_path, seen[stem].line, ex.line, stem,
-                                           seen[stem].image, ex.image))
-        seen[stem] = ex
-
-
-def scan_labels(examples):
-    """Reads every label once, checks it against its image's size (image header only).
-    Returns: list of the distinct label values of each example (for the range check)."""
-    values = []
-    for ex in examples:
-        label = imageio.read_label(ex.label)
-        _check_sizes(ex, _image_size(ex.image), label.shape)
-        values.append(np.unique(label))
-    return values
-
-
-def _bad_values_error(path, bad, num_classes, ignore_label):
-    shown = ', '.join(str(v) for v in bad[:MAX_VALUES_SHOWN])
-    more = ', ...' if len(bad) > MAX_VALUES_SHOWN else ''
-    return InputError('%s: label values %s%s are neither classes 0..%d nor the ignore label %d '
-                      '(pass --ignore-out-of-range to ignore them, or check --num-classes)'
-                      % (path, shown, more, num_classes - 1, ignore_label))
-
-
-def check_label_values(examples, values, num_classes, ignore_label):
-    for ex, v in zip(examples, values):
-        bad = metrics.out_of_range_values(v, num_classes, ignore_label)
-        if bad:
-            raise _bad_values_error(ex.label, bad, num_classes, ignore_label)
-
-
-# ----------------------------------------------------------------------------- settings
 
 def _warn(message):
     print('warning: %s' % message, file=sys.stderr)
     sys.stderr.flush()
 
 
-def record_summary(record):
-    """', step N (record by train_msc.py)' / ', no provenance record' for the summary line."""
-    if record is None:
-        return '; no provenance record'
-    parts = []
-    if record.get('step') is not None:
-        parts.append('step %s' % record['step'])
-    parts.append('record by %s' % record.get('created_by', 'an unknown tool'))
-    source = record.get('source')
-    if isinstance(source, dict) and source.get('file'):
-        parts.append('from %s' % source['file'])
-    if record.get('trained_on'):
-        parts.append('trained on %s' % record['trained_on'])
-    return '; checkpoint ' + ', '.join(parts)
+def _check_stems(examples, list_path):
+    seen = {}
+    for ex in examples:
+        stem = output_stem(ex.image)
+        if stem in seen:
+            raise InputError('%s: lines %d and %d are both saved as %s%s in --save-dir '
+                             '(%s, %s)' % (list_path, seen[stem].line, ex.line, stem,
+                                           SUFFIXES['label'], seen[stem].image, ex.image))
+        seen[stem] = ex
+
+
+def check_outputs(args, examples):
+    """--save-dir (a directory; one name per image, none overwriting an input) and
+    --output-json (not a directory). Raises InputError."""
+    if args.save_dir:
+        check_save_dir(args.save_dir, [ex.image for ex in examples], SAVED_KINDS,
+                       [ex.label for ex in examples])
+        _check_stems(examples, args.data_list)
+    if args.output_json and os.path.isdir(args.output_json):
+        raise InputError('%s: --output-json is a directory, not a file' % args.output_json)
+
+
+def scan_labels(examples, num_classes, ignore_label, check_values=True):
+    """Reads every label once: of its image's size (image header only) and, with
+    check_values, holding only classes 0..num_classes-1 and the ignore label.
+    Raises: InputError naming the first bad label (labels.check_sizes / check_values)."""
+    for ex in examples:
+        mask = imageio.read_label(ex.label)
+        labels.check_sizes(ex, labels.image_size(ex.image), mask.shape)
+        if check_values:
+            labels.check_values(ex.label, mask, num_classes, ignore_label)
 
 
 def check_overlap(prefix, record, examples, strict, warn=_warn):
     """How many evaluated images the checkpoint was trained on (provenance.training_overlap):
     a warning, or with `strict` an InputError. Returns the count (0 without a record)."""
-    ids = [_stem(ex.image) for ex in examples]
+    ids = [provenance.image_id(ex.image) for ex in examples]
     overlap, basis = provenance.training_overlap(record, ids)
     if not overlap:
         return 0
@@ -205,155 +159,159 @@ def check_overlap(prefix, record, examples, strict, warn=_warn):
     return len(overlap)
 
 
-def summary_line(prefix, settings, args, num_images, total, record=False):
-    s = settings['sources']
-    mean = ','.join('%.3f' % v for v in settings['img_mean'])
-    text = ('restored %s: %d classes (%s), image mean B,G,R %s (%s), class names: %s; '
-            '%d%s images, scales %s, flip %s'
-            % (prefix, settings['num_classes'], s['num_classes'], mean, s['img_mean'],
-               s['class_names'], num_images, '' if num_images == total else ' of %d' % total,
-               ','.join('%g' % v for v in args.scales), 'on' if args.flip else 'off'))
-    if args.crf:
-        text += ', CRF with %d worker%s' % (args.num_workers,
-                                           '' if args.num_workers == 1 else 's')
-    if record is not False:
-        text += record_summary(record)
-    return text
+def prepare(args, warn=_warn):
+    """Every check before the network is built, cheapest first (see the module docstring);
+    shows the settings' warnings once the input is known to fit. Returns Prepared."""
+    examples = datalist.load_examples(args.data_list, args.data_dir, need_labels=True)
+    total = len(examples)
+    if args.num_steps is not None:
+        examples = examples[:args.num_steps]
+    check_outputs(args, examples)
+    restored = restore_settings(args.restore_from, args.num_classes, args.img_mean,
+                                args.class_names)
+    scan_labels(examples, restored.settings['num_classes'], args.ignore_label,
+                check_values=not args.ignore_out_of_range)
+    for message in restored.warnings:
+        warn(message)
+    overlap = check_overlap(restored.prefix, restored.record, examples, args.strict, warn)
+    return Prepared(examples, total, restored, overlap)
 
 
 # ----------------------------------------------------------------------------- the loop
 
-def _mark_out_of_range(label, num_classes, ignore_label):
-    """Label values outside [0, num_classes) other than the ignore label -> ignore label."""
-    label = label.astype(np.int32)
-    bad = ((label < 0) | (label >= num_classes)) & (label != ignore_label)
-    label[bad] = ignore_label
-    return label
+def read_example_image(example):
+    return imageio.read_image(example.image)
 
+
+def read_ground_truth(example, image_hw, num_classes, ignore_label, ignore_out_of_range=False):
+    """An example's label mask, checked again (the files may have changed since the scan):
+    [H, W] integer class indices; out-of-range values become the ignore label with
+    ignore_out_of_range, else they are an InputError naming the file."""
+    mask = imageio.read_label(example.label)
+    labels.check_sizes(example, image_hw, mask.shape)
+    if ignore_out_of_range:
+        return labels.mark_out_of_range(mask, num_classes, ignore_label)
+    labels.check_values(example.label, mask, num_classes, ignore_label)
+    return mask
+
+
+def confusion_matrices(predictor, examples, num_classes, ignore_label, crf_pool=None,
+                       ignore_out_of_range=False, on_prediction=None):
+    """The network's (and the CRF's) confusion matrices over `examples`.
+
+    Args:
+      predictor: any object with predict(rgb, want_probs) -> (labels [H, W] int32, probs
+        [H, W, C] float32 or None): a predictor.Predictor, or one on a training graph.
+      examples: datalist.Example list (image and label paths).
+      num_classes, ignore_label: the metrics' class count and void value.
+      crf_pool: an entered crf.CRFPool (labels, not probabilities), or None for no CRF.
+      ignore_out_of_range: label values outside the classes count as the ignore label
+        (else they are an InputError naming the file).
+      on_prediction: called with each predictor.Prediction, in the order of `examples`
+        (e.g. to save it or count progress).
+    Returns: (network metrics.ConfusionMatrix, the CRF's or None without crf_pool).
+    """
+    from deeplab_resnet.predictor import predictions   # TensorFlow
+    net_cm = metrics.ConfusionMatrix(num_classes, ignore_label)
+    crf_cm = (metrics.ConfusionMatrix(num_classes, ignore_label) if crf_pool is not None
+              else None)
+    for result in predictions(predictor, examples, read_example_image, crf_pool):
+        truth = read_ground_truth(result.item, result.image.shape[:2], num_classes,
+                                  ignore_label, ignore_out_of_range)
+        net_cm.update(truth, result.labels)
+        if crf_cm is not None:
+            crf_cm.update(truth, result.crf)
+        if on_prediction:
+            on_prediction(result)
+    return net_cm, crf_cm
+
+
+def _run_text(args, num_images, total):
+    """'3 of 5 images, scales 1,0.75,0.5, flip off, CRF with 2 workers' for the summary."""
+    text = ('%d%s images, scales %s, flip %s'
+            % (num_images, '' if num_images == total else ' of %d' % total,
+               ','.join('%g' % v for v in args.scales), 'on' if args.flip else 'off'))
+    if args.crf:
+        text += ', CRF with %d worker%s' % (args.crf_workers,
+                                           '' if args.crf_workers == 1 else 's')
+    return text
+
+
+def run_network(args, prepared, log=print):
+    """Builds the Predictor (and the CRF pool), logs the summary line and runs
+    confusion_matrices with a progress line (and --save-dir's files).
+    Returns (network ConfusionMatrix, the CRF's or None, seconds)."""
+    from deeplab_resnet.predictor import Predictor   # TensorFlow: after the input checks
+    examples, settings = prepared.examples, prepared.restored.settings
+    num_classes = settings['num_classes']
+    predictor = Predictor(prepared.restored.prefix, num_classes, tuple(args.scales),
+                          args.flip, settings['img_mean'], args.threads)
+    log(summary_line(prepared.restored, _run_text(args, len(examples), prepared.total)))
+    pool = (CRFPool(args.crf_workers, crf_params_from_args(args)) if args.crf
+            else contextlib.nullcontext())
+    if args.save_dir:
+        os.makedirs(args.save_dir, exist_ok=True)
+    with predictor, pool as crf_pool:
+        progress = Progress(len(examples), label='evaluating' + (' (CRF)' if args.crf else ''))
+
+        def finish(result):   # the final prediction: the CRF's with --crf
+            if args.save_dir:
+                save_outputs(args.save_dir, output_stem(result.item.image), None,
+                             result.labels if result.crf is None else result.crf, None,
+                             num_classes, SAVED_KINDS)
+            progress.update()
+
+        start = time.time()
+        net_cm, crf_cm = confusion_matrices(predictor, examples, num_classes,
+                                            args.ignore_label, crf_pool,
+                                            args.ignore_out_of_range, finish)
+        seconds = time.time() - start
+        progress.close()
+    return net_cm, crf_cm, seconds
+
+
+# ----------------------------------------------------------------------------- report
 
 def _format_miou(value):
     return 'n/a' if value is None else '%.4f' % value
 
 
-def evaluate(args, log=print, warn=_warn):
-    """Runs the evaluation described by `args` (from build_parser); with args.crf, the CRF
-    stage too. Logs a summary line, the timing and the final table(s), ending with a line
-    'mIoU: 0.xxxx' (after the CRF when there is one); a progress line goes to stderr.
-
-    Returns: the results dict (also written to args.output_json when given):
-      'mean_iou': the final predictions' mean IoU (after the CRF with args.crf);
-      'metrics': compute_metrics of the network's predictions;
-      with args.crf, 'crf': {'params', 'num_workers', 'metrics'} and 'mean_iou_before_crf',
-      'mean_iou_after_crf'; 'overlap': how many evaluated images the checkpoint's record
-      says it was trained on (check_overlap; 0 without a record); plus 'settings' and
-      'timing'.
-    Raises: InputError for bad input (see the module docstring), and with args.strict for
-      an overlap with the training images.
-    """
-    use_crf = bool(getattr(args, 'crf', False))
-    # Checks that need no TensorFlow.
-    examples = datalist.load_examples(args.data_list, args.data_dir, need_labels=True)
-    total = len(examples)
-    if args.num_steps is not None:
-        examples = examples[:args.num_steps]
-    if args.save_dir:
-        if os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir):
-            raise InputError('%s: --save-dir is a file, not a directory' % args.save_dir)
-        _check_stems(examples, args.data_list)
-    if args.output_json and os.path.isdir(args.output_json):
-        raise InputError('%s: --output-json is a directory, not a file' % args.output_json)
-    names_from_file = (provenance.read_class_names(args.class_names) if args.class_names
-                       else None)
-    label_values = scan_labels(examples)
-
-    # The checkpoint and what it says about itself.
-    from deeplab_resnet import checkpoints
-    prefix = checkpoints.resolve_checkpoint(args.restore_from)
-    record = provenance.read_record(prefix)
-    pending = []   # contradiction warnings, shown once the input is known to be usable
-    settings = resolve(prefix, record, args.num_classes, args.img_mean, names_from_file,
-                       args.class_names, pending.append)
-    num_classes, ignore = settings['num_classes'], args.ignore_label
-    if not args.ignore_out_of_range:
-        check_label_values(examples, label_values, num_classes, ignore)
-    checkpoints.check_class_count(prefix, num_classes, settings['sources']['num_classes'])
-    for message in pending:
-        warn(message)
-    overlap = check_overlap(prefix, record, examples, getattr(args, 'strict', False), warn)
-
-    params = crf_params_from_args(args) if use_crf else None
-    net_cm = metrics.ConfusionMatrix(num_classes, ignore)
-    crf_cm = metrics.ConfusionMatrix(num_classes, ignore) if use_crf else None
-    if args.save_dir:
-        os.makedirs(args.save_dir, exist_ok=True)
-
-    def finish(example, label, prediction, cm):
-        cm.update(label, prediction)
-        if args.save_dir:
-            base = os.path.join(args.save_dir, _stem(example.image))
-            imageio.write_index_png(base + '.png', prediction)
-            imageio.write_rgb_png(base + '_color.png', colourise(prediction, num_classes))
-
-    from deeplab_resnet.predictor import Predictor   # TensorFlow: after the input checks
-    predictor = Predictor(prefix, num_classes, tuple(args.scales), args.flip,
-                          settings['img_mean'], args.threads)
-    log(summary_line(prefix, settings, args, len(examples), total, record))
-    pool = (CRFPool(args.num_workers, params) if use_crf else contextlib.nullcontext())
-    with predictor, pool:
-        progress = Progress(len(examples), label='evaluating' + (' (CRF)' if use_crf else ''))
-        start = time.time()
-        for ex in examples:
-            image = imageio.read_image(ex.image)
-            label = imageio.read_label(ex.label)
-            _check_sizes(ex, image.shape[:2], label.shape)   # the files may have changed
-            if args.ignore_out_of_range:
-                label = _mark_out_of_range(label, num_classes, ignore)
-            prediction, probs = predictor.predict(image, want_probs=use_crf)
-            if not use_crf:
-                finish(ex, label, prediction, net_cm)
-                progress.update()
-                continue
-            net_cm.update(label, prediction)
-            pool.submit((ex, label), image, probs)   # the CRF overlaps the next forward pass
-            done = 0
-            for (done_ex, done_label), refined in pool.ready():
-                finish(done_ex, done_label, refined, crf_cm)
-                done += 1
-            if done:
-                progress.update(done)
-        if use_crf:
-            for (done_ex, done_label), refined in pool.results():
-                finish(done_ex, done_label, refined, crf_cm)
-                progress.update()
-        seconds = time.time() - start
-        progress.close()
-
-    names = settings['class_names']
-    net_metrics = net_cm.metrics(names)
-    results = {
+def results_dict(args, prepared, net_metrics, seconds):
+    """The results without the CRF's part (see evaluate)."""
+    restored, n = prepared.restored, len(prepared.examples)
+    settings, record = restored.settings, restored.record or {}
+    return {
         'mean_iou': net_metrics['mean_iou'],
         'metrics': net_metrics,
-        'overlap': overlap,
+        'overlap': prepared.overlap,
         'settings': {
-            'checkpoint': prefix, 'data_list': args.data_list, 'data_dir': args.data_dir,
-            'num_images': len(examples), 'num_classes': num_classes, 'class_names': names,
+            'checkpoint': restored.prefix, 'data_list': args.data_list,
+            'data_dir': args.data_dir, 'num_images': n,
+            'num_classes': settings['num_classes'], 'class_names': settings['class_names'],
             'img_mean': list(settings['img_mean']), 'scales': list(args.scales),
-            'flip': bool(args.flip), 'ignore_label': ignore,
+            'flip': bool(args.flip), 'ignore_label': args.ignore_label,
             'ignore_out_of_range': bool(args.ignore_out_of_range),
             'sources': settings['sources'],
-            'checkpoint_step': (record or {}).get('step'),
-            'checkpoint_trained_on': (record or {}).get('trained_on'),
+            'checkpoint_step': record.get('step'),
+            'checkpoint_trained_on': record.get('trained_on'),
         },
-        'timing': {'seconds': seconds,
-                   'images_per_second': len(examples) / seconds if seconds > 0 else None},
+        'timing': {'seconds': seconds, 'images_per_second': n / seconds if seconds > 0 else None},
     }
-    n = len(examples)
+
+
+def report(args, prepared, net_cm, crf_cm, seconds, log=print):
+    """Logs the timing and the table(s), writes --output-json, ends with 'mIoU: 0.xxxx'.
+    Returns the results dict (see evaluate)."""
+    names = prepared.restored.settings['class_names']
+    net_metrics = net_cm.metrics(names)
+    results = results_dict(args, prepared, net_metrics, seconds)
+    n = len(prepared.examples)
     log('evaluated %d image%s in %.1f s (%.2f img/s)' % (n, '' if n == 1 else 's', seconds,
                                                         n / seconds if seconds > 0 else 0.0))
-    if use_crf:
+    if crf_cm is not None:
         crf_metrics = crf_cm.metrics(names)
-        results['crf'] = {'params': dict(params._asdict()), 'num_workers': args.num_workers,
-                          'metrics': crf_metrics}
+        results['crf'] = {'params': dict(crf_params_from_args(args)._asdict()),
+                          'num_workers': args.crf_workers, 'metrics': crf_metrics}
         results['mean_iou'] = crf_metrics['mean_iou']
         results['mean_iou_before_crf'] = net_metrics['mean_iou']
         results['mean_iou_after_crf'] = crf_metrics['mean_iou']
@@ -367,6 +325,27 @@ def evaluate(args, log=print, warn=_warn):
         write_json(args.output_json, results)
     log('mIoU: %s' % _format_miou(results['mean_iou']))
     return results
+
+
+def evaluate(args, log=print, warn=_warn):
+    """Runs the evaluation described by `args` (from build_parser): prepare, run_network,
+    report. With args.crf, the CRF stage too. Logs a summary line, the timing and the final
+    table(s), ending with a line 'mIoU: 0.xxxx' (after the CRF when there is one); a progress
+    line goes to stderr.
+
+    Returns: the results dict (also written to args.output_json when given):
+      'mean_iou': the final predictions' mean IoU (after the CRF with args.crf);
+      'metrics': compute_metrics of the network's predictions;
+      with args.crf, 'crf': {'params', 'num_workers', 'metrics'} and 'mean_iou_before_crf',
+      'mean_iou_after_crf'; 'overlap': how many evaluated images the checkpoint's record
+      says it was trained on (check_overlap; 0 without a record); plus 'settings' and
+      'timing'.
+    Raises: InputError for bad input (see the module docstring), and with args.strict for
+      an overlap with the training images.
+    """
+    prepared = prepare(args, warn)
+    net_cm, crf_cm, seconds = run_network(args, prepared, log)
+    return report(args, prepared, net_cm, crf_cm, seconds, log)
 
 
 def write_json(path, results):

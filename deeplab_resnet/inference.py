@@ -2,11 +2,14 @@
 
 Inputs are image files, directories (their images, sorted) and list files in the dataset
 format (.txt; labels ignored), checked and expanded before any work; two inputs that would
-write the same output names are refused. One Predictor (graph built once, weights restored
-once) segments every image. Per image, in the save directory:
+write the same output names are refused, and so is a --save-dir where an output would
+overwrite an input. The checkpoint and its settings come from settings.restore_settings (the
+step evaluation shares); one Predictor (graph built once, weights restored once) segments
+every image through predictor.predictions (the loop evaluation shares, with the CRF pool
+behind it). Per image, in the save directory (the names evaluation writes too):
 
   <stem>_mask.png      colour mask (VOC palette, extended past 21 classes), the image's size
-  <stem>_label.png     --save-labels: palette PNG holding the class indices
+  <stem>.png           --save-labels: palette PNG holding the class indices (VOC's format)
   <stem>_overlay.jpg   --overlay: the mask blended over the image (OVERLAY_ALPHA)
   <stem>_probs.npy     --save-probs: float16 probabilities [H, W, C] (after the CRF with --crf)
 
@@ -14,6 +17,7 @@ An image that cannot be read is reported (one line naming it) and skipped; run()
 returns 1. Fatal problems (a missing input or checkpoint, another class count) raise
 InputError before any image is processed.
 """
+import contextlib
 import os
 import sys
 import time
@@ -24,14 +28,15 @@ from PIL import Image
 from deeplab_resnet import datalist, imageio
 from deeplab_resnet.colormap import colourise
 from deeplab_resnet.errors import InputError
-from deeplab_resnet.settings import mean_text, resolve
+from deeplab_resnet.settings import restore_settings, summary_line
 
 OVERLAY_ALPHA = 0.5
 OVERLAY_JPEG_QUALITY = 90
 LIST_EXTENSIONS = ('.txt',)
-SUFFIXES = {'mask': '_mask.png', 'label': '_label.png', 'overlay': '_overlay.jpg',
+SUFFIXES = {'mask': '_mask.png', 'label': '.png', 'overlay': '_overlay.jpg',
             'probs': '_probs.npy'}
 MAX_LISTED = 3
+MAX_CLASSES_IN_PNG = 256
 
 
 def collect_images(paths, data_dir=''):
@@ -81,53 +86,57 @@ def check_output_names(images):
                stem, SUFFIXES['mask']))
 
 
-def resolve_settings(prefix, num_classes=None, img_mean=None, warn=None):
-    """Class count, image mean and class names (settings.resolve) and the start-up line.
-
-    Returns: (num_classes, img_mean, class_names or None, num_classes source, start-up line).
-    """
-    from deeplab_resnet import provenance
-    record = provenance.read_record(prefix)
-    s = resolve(prefix, record, num_classes, img_mean, warn=warn)
-    num_classes, img_mean, sources = s['num_classes'], s['img_mean'], s['sources']
-    names = s['class_names'] if s['names_known'] else None
-    if record is None:
-        line = ('checkpoint %s (no provenance record): %d classes (%s), image mean B,G,R %s '
-                '(%s)' % (prefix, num_classes, sources['num_classes'], mean_text(img_mean),
-                          sources['img_mean']))
-        return num_classes, img_mean, None, sources['num_classes'], line
-    shown = ''
-    if names:
-        shown = ', class names %s%s' % (', '.join(names[:4]), ', ...' if len(names) > 4 else '')
-    origin = record.get('created_by', 'unknown tool')
-    if record.get('step') is not None:
-        origin += ', step %s' % record['step']
-    line = ('checkpoint %s with provenance record %s (%s): using %d classes (%s), image mean '
-            'B,G,R %s (%s)%s' % (prefix, provenance.record_path(prefix), origin, num_classes,
-                                 sources['num_classes'], mean_text(img_mean),
-                                 sources['img_mean'], shown))
-    return num_classes, img_mean, names, sources['num_classes'], line
-
-
 def overlay(rgb, mask, alpha=OVERLAY_ALPHA):
     """The colour mask blended over the image: (1 - alpha) * image + alpha * mask, uint8."""
     blend = (1.0 - alpha) * rgb.astype(np.float32) + alpha * mask.astype(np.float32)
     return np.clip(np.round(blend), 0, 255).astype(np.uint8)
 
 
-def save_outputs(save_dir, stem, rgb, labels, probs, num_classes, args):
-    """Writes the outputs of one image. Returns the mask's path."""
-    mask = colourise(labels, num_classes)
-    mask_path = os.path.join(save_dir, stem + SUFFIXES['mask'])
-    imageio.write_rgb_png(mask_path, mask)
-    if args.save_labels:
-        imageio.write_index_png(os.path.join(save_dir, stem + SUFFIXES['label']), labels)
-    if args.overlay:
-        Image.fromarray(overlay(rgb, mask)).save(
-            os.path.join(save_dir, stem + SUFFIXES['overlay']), quality=OVERLAY_JPEG_QUALITY)
-    if args.save_probs:
-        np.save(os.path.join(save_dir, stem + SUFFIXES['probs']), probs.astype(np.float16))
-    return mask_path
+def check_save_dir(save_dir, images, kinds, others=()):
+    """Raises InputError when save_dir is a file, or when an output of the kinds in `kinds`
+    (keys of SUFFIXES), named after one of `images`, would overwrite one of `images` or
+    `others` (e.g. <stem>.png written into the labels' directory)."""
+    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise InputError('%s: --save-dir is a file, not a directory' % save_dir)
+    inputs = {os.path.realpath(path): path for path in list(images) + list(others)}
+    for path in images:
+        for kind in kinds:
+            target = os.path.join(save_dir, output_stem(path) + SUFFIXES[kind])
+            if os.path.realpath(target) in inputs:
+                raise InputError('%s: --save-dir %s would overwrite it with %s (choose another '
+                                 '--save-dir)' % (inputs[os.path.realpath(target)], save_dir,
+                                                  target))
+
+
+def save_outputs(save_dir, stem, rgb, labels, probs, num_classes, kinds):
+    """Writes one image's outputs of the kinds in `kinds` (keys of SUFFIXES; 'overlay' needs
+    rgb, 'probs' needs probs). Returns {kind: path written}."""
+    paths = {kind: os.path.join(save_dir, stem + SUFFIXES[kind]) for kind in kinds}
+    mask = colourise(labels, num_classes) if 'mask' in kinds or 'overlay' in kinds else None
+    if 'mask' in kinds:
+        imageio.write_rgb_png(paths['mask'], mask)
+    if 'label' in kinds:
+        imageio.write_index_png(paths['label'], labels)
+    if 'overlay' in kinds:
+        Image.fromarray(overlay(rgb, mask)).save(paths['overlay'], quality=OVERLAY_JPEG_QUALITY)
+    if 'probs' in kinds:
+        np.save(paths['probs'], probs.astype(np.float16))
+    return paths
+
+
+def output_kinds(args):
+    """The kinds of output inference.py writes with these flags: the mask, and the others
+    asked for."""
+    return ['mask'] + [kind for kind, wanted in (('label', args.save_labels),
+                                                 ('overlay', args.overlay),
+                                                 ('probs', args.save_probs)) if wanted]
+
+
+def _printer(stream, prefix=''):
+    def emit(text):
+        print(prefix + text, file=stream)
+        stream.flush()
+    return emit
 
 
 def run(args, start=None, out=None, err=None):
@@ -139,92 +148,85 @@ def run(args, start=None, out=None, err=None):
     Raises: InputError for fatal problems, before any image is processed.
     """
     start = time.time() if start is None else start
-    out = out or sys.stdout
-    err = err or sys.stderr
-
-    def log(text):
-        print(text, file=out)
-        out.flush()
-
+    log, warn = _printer(out or sys.stdout), _printer(err or sys.stderr, 'warning: ')
     images = collect_images(args.images, args.data_dir)
     check_output_names(images)
     if args.export_savedmodel:
         from deeplab_resnet.export import check_export_dir
         check_export_dir(args.export_savedmodel)
-    if images and os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir):
-        raise InputError('%s: --save-dir is a file, not a directory' % args.save_dir)
-
-    from deeplab_resnet import checkpoints
-    prefix = checkpoints.resolve_checkpoint(args.model_weights)
-    def warn(message):
-        print('warning: %s' % message, file=err)
-        err.flush()
-
-    pending = []   # contradiction warnings, shown once the checkpoint is known to fit
-    num_classes, img_mean, names, source, line = resolve_settings(prefix, args.num_classes,
-                                                                  args.img_mean, pending.append)
-    if num_classes > 256:
-        raise InputError('%d classes: masks and label PNGs hold at most 256' % num_classes)
-    checkpoints.check_class_count(prefix, num_classes, source)
-    for message in pending:
+    if images:
+        check_save_dir(args.save_dir, images, output_kinds(args))
+    restored = restore_settings(args.model_weights, args.num_classes, args.img_mean)
+    if restored.settings['num_classes'] > MAX_CLASSES_IN_PNG:
+        raise InputError('%d classes: masks and label PNGs hold at most %d'
+                         % (restored.settings['num_classes'], MAX_CLASSES_IN_PNG))
+    for message in restored.warnings:
         warn(message)
-    log(line)
-
+    log(summary_line(restored))
     if args.export_savedmodel:
-        from deeplab_resnet.export import export_savedmodel
-        t = time.time()
-        export_savedmodel(prefix, args.export_savedmodel, num_classes, args.scales, args.flip,
-                          img_mean, names)
-        log('SavedModel written to %s in %.1f s (scales %s%s); call it with '
-            'tf.saved_model.load(DIR).signatures["serving_default"](image=<uint8 RGB [H, W, 3]>)'
-            % (args.export_savedmodel, time.time() - t, ','.join('%g' % s for s in args.scales),
-               ', flip' if args.flip else ''))
+        _export(restored, args, log)
     if not images:
         return 0
-
     os.makedirs(args.save_dir, exist_ok=True)
-    return _segment(images, prefix, num_classes, img_mean, args, start, log, err)
+    return _segment(images, restored, args, start, log, err or sys.stderr)
 
 
-def _segment(images, prefix, num_classes, img_mean, args, start, log, err):
+def _export(restored, args, log):
+    from deeplab_resnet.export import export_savedmodel
+    settings = restored.settings
+    t = time.time()
+    export_savedmodel(restored.prefix, args.export_savedmodel, settings['num_classes'],
+                      args.scales, args.flip, settings['img_mean'],
+                      settings['class_names'] if settings['names_known'] else None)
+    log('SavedModel written to %s in %.1f s (scales %s%s); call it with '
+        'tf.saved_model.load(DIR).signatures["serving_default"](image=<uint8 RGB [H, W, 3]>)'
+        % (args.export_savedmodel, time.time() - t, ','.join('%g' % s for s in args.scales),
+           ', flip' if args.flip else ''))
+
+
+def read_image(path):
+    """imageio.read_image, with any failure as an InputError naming the file."""
+    try:
+        return imageio.read_image(path)
+    except InputError:
+        raise
+    except Exception as e:   # PIL conversions can raise other types
+        raise InputError('%s: cannot read image (%s: %s)' % (path, e.__class__.__name__, e))
+
+
+def _saved(prediction, args):
+    """(labels, probs) to write for a predictor.Prediction: the CRF's with --crf."""
+    if not args.crf:
+        return prediction.labels, prediction.probs
+    if args.save_probs:   # the pool returns the CRF's probabilities
+        return np.argmax(prediction.crf, axis=-1).astype(np.int32), prediction.crf
+    return prediction.crf, None
+
+
+def _segment(images, restored, args, start, log, err):
+    """Segments and writes every image; returns 0, or 1 when some could not be read."""
     import tensorflow as tf
     from deeplab_resnet.crf import CRFPool, crf_params_from_args
-    from deeplab_resnet.predictor import Predictor
+    from deeplab_resnet.predictor import Predictor, predictions
     from deeplab_resnet.progress import Progress
 
     failures = []
-    state = {'written': 0, 'first': None}
     progress = Progress(len(images), 'inference', stream=err) if len(images) > 1 else None
 
-    def fail(path, message):
+    def fail(path, error):
         failures.append(path)
-        print('error: %s' % message, file=err)
-        err.flush()
+        message = (str(error) if isinstance(error, InputError) else
+                   '%s: inference failed (%s)' % (path, error.__class__.__name__))
+        _printer(err, 'error: ')(message)
         if progress:
             progress.update()
 
-    def save(key, result):
-        path, stem, rgb, labels, probs = key
-        if args.crf:   # result: CRF labels, or CRF probabilities with --save-probs
-            if args.save_probs:
-                probs, labels = result, np.argmax(result, axis=-1).astype(np.int32)
-            else:
-                labels = result
-        mask_path = save_outputs(args.save_dir, stem, rgb, labels, probs, num_classes, args)
-        state['written'] += 1
-        now = time.time()
-        if state['first'] is None:
-            state['first'] = now
-            log('first mask after %.2f s (from start): %s' % (now - start, mask_path))
-        if progress:
-            progress.update()
-
-    t_build = time.time()
-    crf_workers = args.crf_workers if args.crf else 0
-    with Predictor(prefix, num_classes, scales=tuple(args.scales), flip=args.flip,
-                   img_mean=img_mean, threads=args.threads) as predictor, \
-            CRFPool(num_workers=crf_workers, params=crf_params_from_args(args),
-                    return_probs=args.save_probs) as pool:
+    settings, t_build = restored.settings, time.time()
+    pool = (CRFPool(args.crf_workers, crf_params_from_args(args), return_probs=args.save_probs)
+            if args.crf else contextlib.nullcontext())
+    with Predictor(restored.prefix, settings['num_classes'], scales=tuple(args.scales),
+                   flip=args.flip, img_mean=settings['img_mean'],
+                   threads=args.threads) as predictor, pool as crf_pool:
         log('graph built and weights restored in %.1f s (scales %s%s%s, %s)'
             % (time.time() - t_build, ','.join('%g' % s for s in args.scales),
                ', flip' if args.flip else '', ', CRF' if args.crf else '',
@@ -232,43 +234,42 @@ def _segment(images, prefix, num_classes, img_mean, args, start, log, err):
         t_loop = time.time()
         if progress:
             progress.start = t_loop
-        want_probs = args.save_probs or args.crf
-        for path in images:
-            stem = output_stem(path)
-            try:
-                rgb = imageio.read_image(path)
-            except InputError as e:
-                fail(path, str(e))
-                continue
-            except Exception as e:   # PIL conversions can raise other types
-                fail(path, '%s: cannot read image (%s: %s)' % (path, e.__class__.__name__, e))
-                continue
-            try:
-                labels, probs = predictor.predict(rgb, want_probs)
-            except tf.errors.OpError as e:   # e.g. out of memory for a huge image
-                fail(path, '%s: inference failed (%s)' % (path, e.__class__.__name__))
-                continue
-            key = (path, stem, rgb, labels, None if args.crf else probs)
-            if args.crf:
-                pool.submit(key, rgb, probs)
-                for done in pool.ready():
-                    save(*done)
-            else:
-                save(key, None)
-        for done in pool.results():
-            save(*done)
+        results = predictions(predictor, images, read_image, crf_pool,
+                              want_probs=args.save_probs and not args.crf, on_error=fail,
+                              errors=(InputError, tf.errors.OpError))
+        written, t_first = _write_all(results, settings['num_classes'], args, start, log,
+                                      progress)
     if progress:
         progress.close()
-    t_end = time.time()
-    written = state['written']
-    rate = written / (t_end - t_loop) if t_end > t_loop else 0.0
-    steady = ''
-    if written > 1 and t_end > state['first']:
-        steady = ', %.2f img/s after the first' % ((written - 1) / (t_end - state['first']))
-    log('%d mask(s) written to %s: %.2f img/s%s, %.1f s in all'
-        % (written, args.save_dir, rate, steady, t_end - start))
+    _log_rate(written, args.save_dir, start, t_loop, t_first, log)
     if failures:
-        print('error: %d of %d image(s) failed (reported above); the other %d were written'
-              % (len(failures), len(images), written), file=err)
+        _printer(err, 'error: ')('%d of %d image(s) failed (reported above); the other %d were '
+                                 'written' % (len(failures), len(images), written))
         return 1
     return 0
+
+
+def _write_all(results, num_classes, args, start, log, progress):
+    """Writes the outputs of each predictor.Prediction. Returns (count, time of the first)."""
+    written, t_first, kinds = 0, None, output_kinds(args)
+    for prediction in results:
+        labels, probs = _saved(prediction, args)
+        paths = save_outputs(args.save_dir, output_stem(prediction.item), prediction.image,
+                             labels, probs, num_classes, kinds)
+        written += 1
+        if t_first is None:
+            t_first = time.time()
+            log('first mask after %.2f s (from start): %s' % (t_first - start, paths['mask']))
+        if progress:
+            progress.update()
+    return written, t_first
+
+
+def _log_rate(written, save_dir, start, t_loop, t_first, log):
+    t_end = time.time()
+    rate = written / (t_end - t_loop) if t_end > t_loop else 0.0
+    steady = ''
+    if written > 1 and t_end > t_first:
+        steady = ', %.2f img/s after the first' % ((written - 1) / (t_end - t_first))
+    log('%d mask(s) written to %s: %.2f img/s%s, %.1f s in all'
+        % (written, save_dir, rate, steady, t_end - start))

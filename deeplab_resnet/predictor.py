@@ -1,6 +1,10 @@
 """A restored network that segments images of any size: the graph is built once and the
-weights loaded once, whatever the number of images (evaluation, inference, export).
+weights loaded once, whatever the number of images (evaluation, inference, export); and
+`predictions`, the one loop that feeds a list of items through any such predictor (and a
+CRF pool) in order.
 """
+import collections
+
 import numpy as np
 import tensorflow as tf
 
@@ -55,3 +59,51 @@ class Predictor(object):
 
     def __exit__(self, *exc):
         self.close()
+
+
+Prediction = collections.namedtuple('Prediction', ['item', 'image', 'labels', 'probs', 'crf'])
+Prediction.__doc__ = """One item's results from `predictions`.
+
+  item: the item as given; image: [H, W, 3] uint8 RGB, as read;
+  labels: [H, W] int32, the network's prediction;
+  probs: [H, W, C] float32 softmax probabilities with want_probs, else None;
+  crf: with a CRF pool, its result: [H, W] int32 labels, or [H, W, C] float32 probabilities
+    when the pool has return_probs; else None.
+"""
+
+
+def predictions(predictor, items, read, crf_pool=None, want_probs=False, on_error=None,
+                errors=()):
+    """Segments `items` one by one; yields a Prediction per item, in the order of `items`.
+
+    Args:
+      predictor: any object with predict(rgb, want_probs) -> (labels [H, W] int32, probs
+        [H, W, C] float32 or None), e.g. a Predictor.
+      items: iterable of anything `read` accepts (paths, datalist.Example, ...).
+      read: item -> [H, W, 3] uint8 RGB image.
+      crf_pool: a crf.CRFPool (entered), or None. Each image's probabilities go to it and the
+        network goes on with the next images while the CRF of the earlier ones runs; an item
+        is yielded once its CRF result is there.
+      want_probs: keep the network's probabilities in Prediction.probs.
+      on_error, errors: an exception of a type in `errors` raised by read or predict is passed
+        to on_error(item, exception) and the item is skipped (reported at once, not in
+        order); without on_error nothing is caught.
+    """
+    catch = tuple(errors) if on_error is not None else ()
+    for item in items:
+        try:
+            image = read(item)
+            labels, probs = predictor.predict(image, want_probs or crf_pool is not None)
+        except catch as e:
+            on_error(item, e)
+            continue
+        if crf_pool is None:
+            yield Prediction(item, image, labels, probs, None)
+            continue
+        crf_pool.submit(Prediction(item, image, labels, probs if want_probs else None, None),
+                        image, probs)
+        for done, refined in crf_pool.ready():
+            yield done._replace(crf=refined)
+    if crf_pool is not None:
+        for done, refined in crf_pool.results():
+            yield done._replace(crf=refined)

@@ -58,6 +58,30 @@ def read_record(ckpt_prefix):
     return record
 
 
+
+def record_summary(record, path=None):
+    """What a checkpoint's record says, in one line for start-up messages: 'record by
+    train_msc.py (PATH), step 1000, 21 classes, converted from X.caffemodel (sha256
+    0123456789ab...), trained on LIST, input size 321,321' (the parts the record has), or
+    'no provenance record' for None. path: where the record is (shown when given)."""
+    if record is None:
+        return 'no provenance record'
+    parts = ['record by %s%s' % (record.get('created_by', 'an unknown tool'),
+                                 ' (%s)' % path if path else '')]
+    if record.get('step') is not None:
+        parts.append('step %s' % record['step'])
+    if record.get('num_classes') is not None:
+        parts.append('%s classes' % record['num_classes'])
+    source = record.get('source')
+    if isinstance(source, dict) and source.get('file'):
+        parts.append('converted from %s (sha256 %s...)' % (source['file'],
+                                                          str(source.get('sha256'))[:12]))
+    if record.get('trained_on'):
+        parts.append('trained on %s' % record['trained_on'])
+    if record.get('input_size'):
+        parts.append('input size %s' % ','.join(str(v) for v in record['input_size']))
+    return ', '.join(parts)
+
 # ----------------------------------------------------------------------------- what a run saw
 
 AUTHORS_VOC12_MARKER = 'train2_iter_20000'

@@ -113,3 +113,51 @@ def test_pool_worker_error_is_raised_in_order():
         assert next(it)[0] == 'good'
         with pytest.raises(ValueError):
             next(it)
+
+
+class ColourPredictor(object):
+    """A stand-in for predictor.Predictor: probabilities proportional to the R, G, B values
+    (3 classes), labels their argmax."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, rgb, want_probs=False):
+        self.calls += 1
+        rgb = rgb.astype(np.float32) + 1.0
+        probs = rgb / rgb.sum(axis=-1, keepdims=True)
+        return np.argmax(probs, axis=-1).astype(np.int32), (probs if want_probs else None)
+
+
+def test_predictions_in_order_with_and_without_crf():
+    from deeplab_resnet.errors import InputError
+    from deeplab_resnet.predictor import predictions
+    images = {i: synthetic(i)[0] for i in range(5)}
+    plain = list(predictions(ColourPredictor(), range(5), images.__getitem__))
+    assert [p.item for p in plain] == list(range(5))
+    assert all(p.probs is None and p.crf is None and p.labels.shape == (H, W) for p in plain)
+    params = CRFParams(iterations=3)
+    for workers in (0, 2):
+        with CRFPool(workers, params, max_pending=2) as pool:
+            refined = list(predictions(ColourPredictor(), range(5), images.__getitem__, pool,
+                                       want_probs=True))
+        assert [p.item for p in refined] == list(range(5)), workers
+        for p, q in zip(refined, plain):
+            np.testing.assert_array_equal(p.labels, q.labels)
+            expected = np.argmax(dense_crf(p.image, p.probs, params), -1)
+            np.testing.assert_array_equal(p.crf, expected)
+
+    def read(i):
+        if i == 2:
+            raise InputError('image 2 is unreadable')
+        return images[i]
+
+    failed = []
+    with CRFPool(1, params) as pool:
+        kept = list(predictions(ColourPredictor(), range(5), read, pool,
+                                on_error=lambda item, e: failed.append((item, str(e))),
+                                errors=(InputError,)))
+    assert [p.item for p in kept] == [0, 1, 3, 4]
+    assert failed == [(2, 'image 2 is unreadable')]
+    with pytest.raises(InputError):   # nothing is caught without on_error
+        list(predictions(ColourPredictor(), range(5), read))

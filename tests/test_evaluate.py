@@ -62,7 +62,8 @@ def crf_cli_run(env):
     work = os.path.join(env['root'], 'cli_crf')
     os.makedirs(work)
     save_dir, out_json = os.path.join(work, 'pred'), os.path.join(work, 'res.json')
-    argv = crf_cli(env, 2, ['--output-json', out_json, '--save-dir', save_dir])
+    argv = crf_cli(env, 2, ['--output-json', out_json, '--save-dir', save_dir],
+                   flag='--num-workers')   # the alias of --crf-workers
     stdout = open(os.path.join(work, 'stdout'), 'w+')
     stderr = open(os.path.join(work, 'stderr'), 'w+')
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'evaluate_msc_with_CRF.py')] +
@@ -108,13 +109,14 @@ def reference_miou(pairs, num_classes, ignore=255):
 
 
 def saved_pairs(env, save_dir):
-    """(ground truth, prediction read back from <stem>.png) for each listed image."""
+    """(ground truth, prediction read back from <stem>.png) for each listed image; the
+    colour mask <stem>_mask.png is there too."""
     pairs = []
     for image, label in list_pairs(env):
         stem = os.path.splitext(os.path.basename(image))[0]
         pred_img = Image.open(os.path.join(save_dir, stem + '.png'))
         assert pred_img.mode == 'P'
-        colour = Image.open(os.path.join(save_dir, stem + '_color.png'))
+        colour = Image.open(os.path.join(save_dir, stem + '_mask.png'))
         assert colour.mode == 'RGB' and colour.size == pred_img.size
         gt = np.array(Image.open(label))
         pred = np.array(pred_img)
@@ -186,9 +188,9 @@ def test_multi_scale_and_ignore_out_of_range(env, tmp_path, capsys):
     assert res['metrics']['num_pixels'] == counted   # 7, 9 and 255 left out
 
 
-def crf_cli(env, workers, extra=()):
+def crf_cli(env, workers, extra=(), flag='--crf-workers'):
     return data_args(env) + ['--restore-from', env['prefix'], '--scales', '1.0', '--flip',
-                             '--num-workers', str(workers)] + list(extra)
+                             flag, str(workers)] + list(extra)
 
 
 def test_crf_same_result_for_any_number_of_workers(env, crf_cli_run, tmp_path, capsys):
@@ -282,6 +284,47 @@ def test_class_count_mismatch(env, capsys):
     assert 'for 3 classes' in line and '21' in line and '--num-classes 3' in line
 
 
+@pytest.fixture(scope='module')
+def voc_checkpoints(env):
+    """A 21-class checkpoint with a provenance record saying so, and the same weights
+    without a record (symlinks). Returns (prefix with record, prefix without)."""
+    prefix = helpers.make_checkpoint(os.path.join(env['root'], 'voc21'), 21, seed=1)
+    provenance.write_record(prefix, {'num_classes': 21, 'created_by': 'test'})
+    bare_dir = os.path.join(env['root'], 'voc21_bare')
+    os.makedirs(bare_dir)
+    for name in os.listdir(os.path.dirname(prefix)):
+        if name.startswith('model.ckpt.') and not name.endswith('.json'):
+            os.symlink(os.path.join(os.path.dirname(prefix), name),
+                       os.path.join(bare_dir, name))
+    return prefix, os.path.join(bare_dir, 'model.ckpt')
+
+
+def voc_like_list(env, tmp_path):
+    """One image whose label holds every VOC class 0..20 (and the ignore label)."""
+    image, label = list_pairs(env)[0]
+    gt = np.array(Image.open(label))
+    voc = (np.arange(gt.size).reshape(gt.shape) % 21).astype(np.uint8)
+    voc[gt == 255] = 255
+    write_index_png(str(tmp_path / 'voc.png'), voc)
+    shutil.copy(image, str(tmp_path / 'voc.jpg'))
+    return write_list(tmp_path, ['voc.jpg voc.png'])
+
+
+@pytest.mark.parametrize('with_record', [True, False])
+def test_wrong_num_classes_named_before_label_values(env, voc_checkpoints, tmp_path, capsys,
+                                                     with_record):
+    # A 21-class checkpoint evaluated with --num-classes 5 on VOC-like labels: the error is
+    # the class count (the record's, or the variables' without a record), not label values
+    # 5..20 (which would be out of range for 5 classes).
+    prefix = voc_checkpoints[0 if with_record else 1]
+    data_list = voc_like_list(env, tmp_path)
+    line = expect_error(capsys, evaluate_msc.main,
+                        ['--data-dir', str(tmp_path), '--data-list', data_list,
+                         '--restore-from', prefix, '--num-classes', '5'], prefix)
+    assert 'for 21 classes' in line and '--num-classes is 5' in line
+    assert 'label values' not in line
+
+
 def test_class_names_file_of_wrong_length(env, tmp_path, capsys):
     names = str(tmp_path / 'names.txt')
     with open(names, 'w') as f:
@@ -289,6 +332,14 @@ def test_class_names_file_of_wrong_length(env, tmp_path, capsys):
     line = expect_error(capsys, evaluate_msc.main, data_args(env) + [
         '--restore-from', env['prefix'], '--class-names', names], names)
     assert '2 class names for 3 classes' in line
+
+
+def test_save_dir_that_would_overwrite_the_labels(env, capsys):
+    # <stem>.png in the labels' own directory would replace the ground truth.
+    labels_dir = os.path.join(env['data'], 'labels')
+    line = expect_error(capsys, evaluate_msc.main, data_args(env) + [
+        '--restore-from', env['prefix'], '--save-dir', labels_dir], 'img000.png', labels_dir)
+    assert 'overwrite' in line
 
 
 def test_missing_listed_file_via_cli(env, tmp_path):

@@ -115,8 +115,9 @@ def run1(module_dir, ckpt, inputs):
 
 
 def check_mask_labels_probs(out, stem, shape):
-    """Reads back <stem>_mask.png, _label.png and _probs.npy; returns labels and probs."""
-    label_img = Image.open(os.path.join(out, stem + '_label.png'))
+    """Reads back <stem>_mask.png, <stem>.png (indices) and _probs.npy; returns labels and
+    probs."""
+    label_img = Image.open(os.path.join(out, stem + '.png'))
     assert label_img.mode == 'P' and label_img.size == (shape[1], shape[0])
     palette = label_img.getpalette()
     assert len(palette) >= 3 * NC and palette == voc_palette_flat()[:len(palette)]
@@ -161,7 +162,7 @@ def test_outputs_read_back(run1, inputs):
     assert len(seen) > 1   # the predictions vary (aspp_std=1.0)
     assert sorted(os.listdir(out)) == sorted(
         stem + s for stem in shapes
-        for s in ('_mask.png', '_label.png', '_overlay.jpg', '_probs.npy'))
+        for s in ('_mask.png', '.png', '_overlay.jpg', '_probs.npy'))
     assert 'first mask after' in stdout and '8 mask(s) written' in stdout
     assert 'img/s' in stderr and 'inference 9/9' in stderr
 
@@ -180,7 +181,7 @@ def test_provenance_record_values_used_and_reported(run1):
     lines = [line for line in stdout.splitlines() if 'provenance record' in line]
     assert len(lines) == 1, stdout
     assert prefix + '.json' in lines[0]
-    assert 'using %d classes (provenance record)' % NC in lines[0]
+    assert lines[0].startswith('restored %s: %d classes (provenance record)' % (prefix, NC))
     assert 'image mean B,G,R 104.007,116.669,122.679 (provenance record)' in lines[0]
     assert 'bg, one, two, three' in lines[0]
 
@@ -194,8 +195,7 @@ def test_cli_subprocess_with_crf(tmp_path, ckpt):
                             cwd=str(tmp_path), env=ENV, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(os.listdir(str(out))) == ['photo_label.png', 'photo_mask.png',
-                                            'photo_probs.npy']
+    assert sorted(os.listdir(str(out))) == ['photo.png', 'photo_mask.png', 'photo_probs.npy']
     check_mask_labels_probs(str(out), 'photo', (33, 40))   # the CRF's probabilities
     assert 'CRF' in result.stdout and 'first mask after' in result.stdout
     assert not error_lines(result.stderr)
@@ -236,7 +236,7 @@ def test_savedmodel_export_loads_in_eager_tf2(tmp_path, ckpt, inputs, run1):
     assert result.returncode == 0, result.stderr[-3000:]
     got = np.load(result_path)
     out = run1[1]
-    labels = np.asarray(Image.open(os.path.join(out, 'odd_label.png')))
+    labels = np.asarray(Image.open(os.path.join(out, 'odd.png')))
     probs = np.load(os.path.join(out, 'odd_probs.npy')).astype(np.float32)
     assert got['labels'].shape == labels.shape == (41, 57)
     np.testing.assert_allclose(got['probs'], probs, atol=2e-3)
@@ -272,6 +272,9 @@ def test_colliding_output_names_refused_before_work(tmp_path, ckpt):
                   pa, pb, 'same_mask.png')
     expect_exit_2([a, pa, ckpt, '--num-classes', NC, '--save-dir', out], 'collide')
     assert not out.exists()
+    # --save-labels writes <stem>.png: not over an input PNG in --save-dir.
+    expect_exit_2([pb, ckpt, '--num-classes', NC, '--save-dir', b, '--save-labels'],
+                  pb, 'overwrite')
 
 
 def test_class_count_mismatch(tmp_path, ckpt, inputs):
@@ -279,6 +282,25 @@ def test_class_count_mismatch(tmp_path, ckpt, inputs):
                   'for %d classes' % NC, '21')
     expect_exit_2([inputs[0][0], ckpt, '--num-classes', 7, '--save-dir', tmp_path],
                   'for %d classes' % NC, '--num-classes is 7')
+    # With a record of the right count, a contradicting flag names the checkpoint's count.
+    recorded = link_checkpoint_with_record(ckpt, str(tmp_path / 'rec'), {'num_classes': NC})
+    expect_exit_2([inputs[0][0], recorded, '--num-classes', 7, '--save-dir', tmp_path],
+                  recorded, 'for %d classes' % NC, '--num-classes is 7')
+
+
+def test_flag_fitting_the_variables_overrides_a_wrong_record(tmp_path, ckpt):
+    # The record says 21 classes but the variables have NC: --num-classes NC is used, with
+    # the contradiction named once.
+    wrong = link_checkpoint_with_record(ckpt, str(tmp_path / 'wrong'), {'num_classes': 21})
+    img = save_image(tmp_path / 'small.png', (21, 26), 8)
+    code, stdout, stderr = run_main([img, wrong, '--num-classes', NC,
+                                     '--save-dir', tmp_path / 'out'])
+    assert code == 0, stderr
+    warnings = [line for line in stderr.splitlines() if line.startswith('warning:')]
+    assert warnings == ["warning: --num-classes %d contradicts the checkpoint's record (21); "
+                        "using %d" % (NC, NC)]
+    assert 'restored %s: %d classes (--num-classes)' % (wrong, NC) in stdout
+    assert os.listdir(str(tmp_path / 'out')) == ['small_mask.png']
 
 
 def test_missing_checkpoint_image_and_listed_image(tmp_path, ckpt, inputs):

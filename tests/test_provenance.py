@@ -24,7 +24,7 @@ import caffe_reference as ref  # noqa: E402
 import evaluate_msc  # noqa: E402
 import helpers  # noqa: E402
 import train_msc  # noqa: E402
-from deeplab_resnet import caffemodel, inference, provenance, settings  # noqa: E402
+from deeplab_resnet import caffemodel, provenance, settings  # noqa: E402
 from deeplab_resnet.constants import IGNORE_LABEL, IMG_MEAN_BGR, VOC_CLASS_NAMES  # noqa: E402
 
 SIZE = 33
@@ -248,12 +248,12 @@ def test_contradicting_flags_warn_with_both_values(env):
     settings.resolve(env['trained'], provenance.read_record(env['trained']), num_classes=5,
                      warn=warnings.append)
     assert warnings == ["--num-classes 5 contradicts the checkpoint's record (21); using 5"]
-    warnings = []
-    n, mean, _, _, line = inference.resolve_settings(env['trained'], None, (1.0, 2.0, 3.0),
-                                                     warnings.append)
-    assert n == 21 and mean == (1.0, 2.0, 3.0) and 'step 1' in line
-    assert warnings == ["--img-mean 1,2,3 contradicts the checkpoint's record "
-                        "(104.007,116.669,122.679); using 1,2,3"]
+    restored = settings.restore_settings(env['trained'], None, (1.0, 2.0, 3.0))
+    used = restored.settings
+    assert used['num_classes'] == 21 and used['img_mean'] == (1.0, 2.0, 3.0)
+    assert 'step 1' in settings.summary_line(restored)
+    assert list(restored.warnings) == ["--img-mean 1,2,3 contradicts the checkpoint's record "
+                                       "(104.007,116.669,122.679); using 1,2,3"]
 
 
 def test_checkpoint_without_record_still_evaluates(env, tmp_path):
