@@ -82,6 +82,7 @@ def record_summary(record, path=None):
         parts.append('input size %s' % ','.join(str(v) for v in record['input_size']))
     return ', '.join(parts)
 
+
 # ----------------------------------------------------------------------------- what a run saw
 
 AUTHORS_VOC12_MARKER = 'train2_iter_20000'

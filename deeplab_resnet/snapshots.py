@@ -210,26 +210,6 @@ def _remove(path):
         pass
 
 
-def _record_summary(record):
-    """What a parent / snapshot record says, for the start-up line."""
-    if record is None:
-        return 'no provenance record'
-    parts = ['record %s' % record.get('created_by', 'of unknown origin')]
-    if record.get('step') is not None:
-        parts.append('step %s' % record['step'])
-    if record.get('num_classes') is not None:
-        parts.append('%s classes' % record['num_classes'])
-    source = record.get('source')
-    if isinstance(source, dict) and source.get('file'):
-        parts.append('converted from %s (sha256 %s...)' % (source['file'],
-                                                          str(source.get('sha256'))[:12]))
-    if record.get('trained_on'):
-        parts.append('trained on %s' % record['trained_on'])
-    if record.get('input_size'):
-        parts.append('input size %s' % ','.join(str(v) for v in record['input_size']))
-    return ', '.join(parts)
-
-
 def _mean_differs(a, b):
     return [round(float(v), 3) for v in a] != [round(float(v), 3) for v in b]
 
@@ -252,7 +232,7 @@ def resume(sess, saver, snapshots, latest, record, step_variable, geometry, log,
     position = resume_position(record, step, geometry, warn)
     log('resumed from %s at step %d (everything: network, optimiser slots, step, input '
         'position %d; %s; initialised from %s)' % (latest, step, position,
-                                                   _record_summary(record),
+                                                   provenance.record_summary(record),
                                                    init.get('description')))
     return Start(step, init, position, True)
 
@@ -284,6 +264,6 @@ def initialise(sess, args, network_variables, zero_residual, log, warn, run=None
     log('initialised %d network variables from %s%s (%s); optimiser state and step start '
         'fresh: training starts at step 0' % (
             len(restored), prefix, ' (classifier fc1_voc12 left afresh: --not-restore-last)'
-            if args.not_restore_last else '', _record_summary(parent)))
+            if args.not_restore_last else '', provenance.record_summary(parent)))
     return Start(0, provenance.initialisation(prefix, parent, not args.not_restore_last), 0,
                  False)
