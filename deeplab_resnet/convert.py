@@ -302,6 +302,38 @@ def trained_on_fields(trained_on, caffemodel_path, warn=_warn):
     return fields
 
 
+def conversion_record(ckpt, caffemodel_path, sha256, size, info, seed, num_variables,
+                      params):
+    """The provenance record of a converted checkpoint (without its trained_on fields)."""
+    import tensorflow as tf
+    return collections.OrderedDict([
+        ('checkpoint', os.path.basename(ckpt)),
+        ('num_classes', info['num_classes']),
+        ('source', collections.OrderedDict([
+            ('file', os.path.basename(caffemodel_path)),
+            ('sha256', sha256),
+            ('bytes', size),
+            ('format', 'caffemodel'),
+        ])),
+        ('aspp', collections.OrderedDict(
+            [('from', 'caffemodel')] if info['aspp'] == 'caffemodel' else
+            [('from', 'initialised'), ('reason', info['aspp_reason']),
+             ('weights_std', ASPP_INIT_STD), ('biases', 0.0), ('seed', seed)])),
+        ('channel_order', CHANNEL_ORDER),
+        ('image_mean', list(IMG_MEAN_BGR)),
+        ('ignore_label', IGNORE_LABEL),
+        ('class_names', colormap.class_names(info['num_classes'])),
+        ('variables', num_variables),
+        ('parameters', params),
+        ('converted_layers', len(info['used'])),
+        ('tensorflow_version', tf.__version__),
+        ('git_commit', provenance.git_commit()),
+        ('created_by', 'convert.py'),
+        ('created_utc', datetime.datetime.now(datetime.timezone.utc)
+         .strftime('%Y-%m-%dT%H:%M:%SZ')),
+    ])
+
+
 def convert(caffemodel_path, save_dir, num_classes=None, reinit_aspp=False, seed=0,
             log=print, warn=_warn, trained_on=None):
     """Converts a .caffemodel into <save_dir>/model.ckpt and its provenance record
@@ -324,36 +356,11 @@ def convert(caffemodel_path, save_dir, num_classes=None, reinit_aspp=False, seed
     os.makedirs(save_dir, exist_ok=True)
     ckpt = save_checkpoint(values, os.path.join(save_dir, CHECKPOINT_NAME))
 
-    import tensorflow as tf
     params = int(sum(v.size for v in values.values()))
     converted = sum(v.size for k, v in values.items()
                     if info['aspp'] == 'caffemodel' or not is_aspp_name(k))
-    record = collections.OrderedDict([
-        ('checkpoint', os.path.basename(ckpt)),
-        ('num_classes', info['num_classes']),
-        ('source', collections.OrderedDict([
-            ('file', os.path.basename(caffemodel_path)),
-            ('sha256', sha256),
-            ('bytes', size),
-            ('format', 'caffemodel'),
-        ])),
-        ('aspp', collections.OrderedDict(
-            [('from', 'caffemodel')] if info['aspp'] == 'caffemodel' else
-            [('from', 'initialised'), ('reason', info['aspp_reason']),
-             ('weights_std', ASPP_INIT_STD), ('biases', 0.0), ('seed', seed)])),
-        ('channel_order', CHANNEL_ORDER),
-        ('image_mean', list(IMG_MEAN_BGR)),
-        ('ignore_label', IGNORE_LABEL),
-        ('class_names', colormap.class_names(info['num_classes'])),
-        ('variables', len(values)),
-        ('parameters', params),
-        ('converted_layers', len(info['used'])),
-        ('tensorflow_version', tf.__version__),
-        ('git_commit', provenance.git_commit()),
-        ('created_by', 'convert.py'),
-        ('created_utc', datetime.datetime.now(datetime.timezone.utc)
-         .strftime('%Y-%m-%dT%H:%M:%SZ')),
-    ])
+    record = conversion_record(ckpt, caffemodel_path, sha256, size, info, seed, len(values),
+                               params)
     record.update(trained)   # trained_on [, train_list, train_images]
     record_path = provenance.write_record(ckpt, record)
 

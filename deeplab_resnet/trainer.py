@@ -24,7 +24,6 @@ from PIL import Image
 
 from deeplab_resnet import (checkpoints, colormap, datalist, distribute, provenance,
                             snapshots)
-from deeplab_resnet.errors import InputError
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.model import variable_name
 from deeplab_resnet.progress import format_seconds

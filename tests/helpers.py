@@ -84,3 +84,19 @@ def make_calibrated_checkpoint(directory, data_root, data_list, input_size, num_
             sess.run(net.update_ops)
             return tf1.train.Saver(variables).save(
                 sess, os.path.join(directory, 'model.ckpt'), write_meta_graph=False)
+
+
+def read_until(proc, needle, timeout=300):
+    """Reads a subprocess's stdout lines until one contains `needle`; returns them. Kills the
+    process and fails with what it printed when `needle` does not come within `timeout` s."""
+    import time
+    lines, start = [], time.time()
+    while time.time() - start < timeout:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    proc.kill()
+    raise AssertionError('%r not seen in:\n%s' % (needle, ''.join(lines)))

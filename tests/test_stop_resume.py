@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 import train_msc
-from helpers import make_calibrated_checkpoint, make_dataset
+from helpers import make_calibrated_checkpoint, make_dataset, read_until
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,19 +46,6 @@ def start(args, env=None, log=None):
     return subprocess.Popen([sys.executable, os.path.join(ROOT, 'train_msc.py')] + args,
                             cwd=ROOT, stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})))
-
-
-def read_until(proc, needle, timeout=300):
-    lines, t0 = [], time.time()
-    while time.time() - t0 < timeout:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    proc.kill()
-    raise AssertionError('%r not seen in:\n%s' % (needle, ''.join(lines)))
 
 
 def variables(prefix):

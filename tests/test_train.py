@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import tensorflow as tf
 import train_msc
 from deeplab_resnet import checkpoints, losses, msc, optim
 from deeplab_resnet.utils import session_config
-from helpers import make_checkpoint, make_dataset
+from helpers import make_checkpoint, make_dataset, read_until
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -135,24 +134,11 @@ def _start(data, snap, *extra):
                             cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED='1'))
 
 
-def _read_until(proc, needle, timeout=240):
-    lines, start = [], time.time()
-    while time.time() - start < timeout:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    proc.kill()
-    raise AssertionError('%r not seen in:\n%s' % (needle, ''.join(lines)))
-
-
 def test_kill_and_resume_continue_the_schedule(data, tmp_path):
     snap = tmp_path / 'snap'
     proc = _start(data, snap, '--num-steps', '6', '--save-pred-every', '2', '--is-training',
                   '--scales', '1', '--keep-snapshots', '1')
-    _read_until(proc, 'saved snapshot')
+    read_until(proc, 'saved snapshot')
     proc.send_signal(signal.SIGKILL)          # a crash: no chance to save
     proc.wait(timeout=60)
     saved = checkpoints.latest_in_dir(str(snap))
@@ -180,7 +166,7 @@ def test_ctrl_c_saves_a_snapshot(data, tmp_path):
     snap = tmp_path / 'snap'
     proc = _start(data, snap, '--num-steps', '1000', '--save-pred-every', '500',
                   '--is-training', '--scales', '1')
-    _read_until(proc, 'step 1/1000')
+    read_until(proc, 'step 1/1000')
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
