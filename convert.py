@@ -44,9 +44,8 @@ def get_arguments(argv=None):
                              'architecture is fixed); it may also come first')
     parser.add_argument('--save-dir', required=True,
                         help='output directory for model.ckpt and model.ckpt.json')
-    parser.add_argument('--num-classes', type=cli.positive_int, default=None,
-                        help='classes of the ASPP classifier (default: the caffemodel\'s, or '
-                             '21 when it has no ASPP layers)')
+    cli.add_num_classes_argument(parser, None, 'classes of the ASPP classifier (default: the '
+                                                'caffemodel\'s, or 21 when it has no ASPP layers)')
     parser.add_argument('--reinit-aspp', action='store_true',
                         help='discard the caffemodel\'s ASPP layers and initialise a fresh '
                              'classifier for --num-classes classes')

@@ -214,9 +214,9 @@ def _mean_differs(a, b):
     return [round(float(v), 3) for v in a] != [round(float(v), 3) for v in b]
 
 
-def resume(sess, saver, snapshots, latest, record, step_variable, geometry, log, warn):
+def resume(sess, saver, snapshots, latest, record, step_variable, position, log):
     """Restores everything from `latest` (network, slots, step) and takes over the earlier
-    run's snapshots. Returns Start."""
+    run's snapshots; the data continue at `position` (resume_position). Returns Start."""
     try:
         saver.restore(sess, latest)
     except tf.errors.InvalidArgumentError as e:
@@ -229,7 +229,6 @@ def resume(sess, saver, snapshots, latest, record, step_variable, geometry, log,
     if not isinstance(init, dict):
         init = provenance.initialisation(None)
         init['description'] = 'unknown (resumed from %s, which has no record)' % latest
-    position = resume_position(record, step, geometry, warn)
     log('resumed from %s at step %d (everything: network, optimiser slots, step, input '
         'position %d; %s; initialised from %s)' % (latest, step, position,
                                                    provenance.record_summary(record),

@@ -38,11 +38,13 @@ EXIT_DIVERGED = 3
 EXIT_CLUSTER = 4
 
 RunFacts = collections.namedtuple('RunFacts', [
-    'class_names', 'train_list', 'cluster', 'geometry', 'resume', 'validation'])
+    'class_names', 'train_list', 'cluster', 'geometry', 'resume', 'input_position',
+    'validation'])
 """What a run knows before its graph: class names (list of str), train list
 (provenance.list_info), cluster (distribute.Cluster), geometry (snapshots.InputGeometry), the
-snapshot to resume (snapshots.check_resume's (prefix, record), or (None, None)) and the
-validation.Validation or None."""
+snapshot to resume (snapshots.check_resume's (prefix, record), or (None, None)), where the
+data sequence starts (0, or the resumed snapshot's position) and the validation.Validation or
+None."""
 
 TrainGraph = collections.namedtuple('TrainGraph', [
     'global_step', 'loss', 'ops', 'image_arrays', 'scalar_summary', 'saver', 'network_saver',
@@ -62,7 +64,7 @@ def _warn(message):
 
 # ----------------------------------------------------------------------------- the graph
 
-def build_graph(args, facts, input_start, hparams):
+def build_graph(args, facts, hparams):
     """The training graph in the current graph (see TrainGraph); per replica under
     facts.cluster.strategy, each replica reading its own batches."""
     cluster = facts.cluster
@@ -75,10 +77,10 @@ def build_graph(args, facts, input_start, hparams):
         global_step = tf1.train.get_or_create_global_step()
         if strategy is None:
             iterator_init = None
-            batch = reader.dequeue(args.batch_size, start=input_start)
+            batch = reader.dequeue(args.batch_size, start=facts.input_position)
         else:
             iterator = strategy.make_input_fn_iterator(lambda context: reader.dataset(
-                args.batch_size, start=input_start,
+                args.batch_size, start=facts.input_position,
                 shard=(context.num_input_pipelines, context.input_pipeline_id)))
             iterator_init = iterator.initialize()
             batch = iterator.get_next()
@@ -207,12 +209,16 @@ def prepare(args, cluster, warn=_warn):
     train_list = provenance.list_info(args.data_list)
     geometry = snapshots.InputGeometry(args.batch_size * args.grad_update_every
                                        * len(cluster.devices), cluster.num_workers)
-    resume_from = snapshots.check_resume(args, train_list, warn, geometry)
-    if resume_from[0] is None:
+    latest, record = snapshots.check_resume(args, train_list, warn, geometry)
+    position = 0
+    if latest is None:
         snapshots.initial_weights(args)   # fails early when they are missing
+    else:
+        step = (record or {}).get('step', int(latest.rsplit('-', 1)[1]))
+        position = snapshots.resume_position(record, step, geometry, warn)
     val = (validation.Validation.from_args(args, names, train_list, warn) if args.val_list
            else None)
-    return RunFacts(names, train_list, cluster, geometry, resume_from, val)
+    return RunFacts(names, train_list, cluster, geometry, (latest, record), position, val)
 
 
 def train(args, log=print, warn=_warn):
@@ -224,13 +230,8 @@ def train(args, log=print, warn=_warn):
         cluster = distribute.setup(args.num_replicas, session_config(args.threads),
                                    timeout_s=args.worker_timeout, log=log)
         facts = prepare(args, cluster, warn)
-        latest, record = facts.resume
-        position = 0
-        if latest:
-            step = (record or {}).get('step', int(latest.rsplit('-', 1)[1]))
-            position = snapshots.resume_position(record, step, facts.geometry, lambda m: None)
         hparams = hparams_from_args(args, snapshots.from_scratch(args))
-        graph = build_graph(args, facts, position, hparams)
+        graph = build_graph(args, facts, hparams)
         if facts.validation:
             facts.validation.build(args.num_classes)
         os.makedirs(args.snapshot_dir, exist_ok=True)
@@ -292,7 +293,7 @@ def _start(sess, run, args, facts, graph, snaps, log, warn):
     latest, record = facts.resume
     if latest:
         return snapshots.resume(sess, graph.saver, snaps, latest, record, graph.global_step,
-                                facts.geometry, log, warn)
+                                facts.input_position, log)
     return snapshots.initialise(sess, args, graph.network_variables, graph.zero_residual,
                                 log, warn, run)
 
