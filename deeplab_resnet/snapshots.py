@@ -52,10 +52,11 @@ def initial_weights(args):
     path = args.restore_from
     if not (os.path.isdir(path) or os.path.isfile(path + '.index')
             or os.path.isfile(path)):
-        default = ' (the default, as in the original project)' if os.path.normpath(
-            path) == os.path.normpath(DEFAULT_INIT_CHECKPOINT) else ''
+        default = ('the default --restore-from, as in the original project'
+                   if os.path.normpath(path) == os.path.normpath(DEFAULT_INIT_CHECKPOINT)
+                   else '--restore-from')
         raise InputError(
-            '%s: no initial weights here (--restore-from%s). Convert the authors\' ImageNet '
+            '%s: no initial weights here (%s). Convert the authors\' ImageNet '
             'model: python convert.py init.caffemodel --save-dir DIR, then pass '
             '--restore-from DIR; or pass --restore-from none to train from scratch on purpose '
             '(with --is-training)' % (path, default))
