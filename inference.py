@@ -51,6 +51,7 @@ def get_arguments(argv=None):
                    help='images, directories or .txt list files, then the checkpoint prefix '
                         'or directory')
     cli.add_model_arguments(p, from_record=True)
+    cli.add_precision_argument(p)
     p.add_argument('--save-dir', default='./output/',
                    help='where the outputs go (default %(default)s)')
     p.add_argument('--data-dir', default='',

@@ -134,6 +134,23 @@ class DeepLabV2ResNet101(nn.Module):
         return self.aspp(self.backbone(x))
 
 
+def calibrate_batch_norm(model, x):
+    """Sets every BatchNorm's running statistics to those of `x` ([N, 3, H, W]: one pass
+    with the BatchNorms in training mode and momentum 1), then freezes them again: frozen
+    BatchNorm on random weights with the initial 0 / 1 statistics makes the weights NaN after
+    the first update (speed.calibrate_batch_norm does the same for TensorFlow)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [(m.momentum, m.training) for m in norms]
+    with torch.no_grad():
+        for m in norms:
+            m.momentum = 1.0
+            m.train()
+        model(x)
+    for m, (momentum, training) in zip(norms, saved):
+        m.momentum = momentum
+        m.train(training)
+
+
 class MSC(nn.Module):
     """Multi-scale towers sharing one network: the input resized bilinearly to
     int(H * s) x int(W * s) for each scale s != 1, each scale's logits resized bilinearly to

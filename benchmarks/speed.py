@@ -161,34 +161,28 @@ def case_gemm(spec):
                                      max(spec['repeats'], 5))
     flops = 2 * n ** 3
     med = statistics.median(times)
-    return dict(rate=1.0 / med, unit='matmul/s', flops=flops, gflops_per_s=flops / med / 1e9,
-                first_run_s=first, times_s=times, median_s=med)
+    out = dict(rate=1.0 / med, unit='matmul/s', flops=flops, gflops_per_s=flops / med / 1e9,
+               first_run_s=first, times_s=times, median_s=med)
+    if dtype == tf.float32:
+        out['numpy_gflops_per_s'], out['numpy_blas'] = numpy_gemm(
+            n, spec['warmup'] + 1, max(spec['repeats'], 5))
+    out['best_gflops_per_s'] = max(out['gflops_per_s'], out.get('numpy_gflops_per_s', 0.0))
+    return out
 
 
-def _bf16_logits(images, num_classes, scales):
-    """msc.multi_scale_logits with the towers in bfloat16: variables (float32) and each
-    tower's input are cast to bfloat16 inside the graph; logits go back to float32."""
-    import tensorflow as tf
-    from deeplab_resnet.model import DeepLabResNetModel
-    from deeplab_resnet.utils import resize_bilinear, scaled_size
-    tf1 = tf.compat.v1
-
-    def cast_getter(getter, *args, **kwargs):
-        return tf.cast(getter(*args, **kwargs), tf.bfloat16)
-
-    size = tf.shape(images)[1:3]
-    per_scale = []
-    for i, scale in enumerate(scales):
-        inputs = images if scale == 1.0 else resize_bilinear(images, scaled_size(size, scale))
-        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True if i else None,
-                                custom_getter=cast_getter):
-            net = DeepLabResNetModel({'data': tf.cast(inputs, tf.bfloat16)}, False,
-                                     num_classes)
-        per_scale.append(tf.cast(net.logits, tf.float32))
-    fused = per_scale[0]
-    for logits in per_scale[1:]:
-        fused = tf.maximum(fused, resize_bilinear(logits, tf.shape(fused)[1:3]))
-    return fused
+def numpy_gemm(n, warmup, repeats):
+    """The same GEMM through NumPy's BLAS (OpenBLAS in NumPy's wheels; its threads come from
+    OPENBLAS_NUM_THREADS, which run_case_subprocess sets to --threads): (GFLOP/s, BLAS name)."""
+    import numpy as np
+    rng = np.random.RandomState(0)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    _, times = time_runs(lambda: a @ b, warmup, repeats)
+    try:
+        blas = np.show_config(mode='dicts')['Build Dependencies']['blas']
+        name = '%s %s' % (blas.get('name'), blas.get('version'))
+    except Exception:   # show_config's layout differs between NumPy versions
+        name = 'unknown'
+    return 2 * n ** 3 / statistics.median(times) / 1e9, name
 
 
 def case_infer(spec):
@@ -196,19 +190,14 @@ def case_infer(spec):
     (otherwise the session prunes the softmax, which the labels do not need)."""
     import tensorflow as tf
     from deeplab_resnet import msc
-    from deeplab_resnet.utils import resize_bilinear
     tf1 = tf.compat.v1
     h, w = spec['size']
     scales = tuple(spec['scales'])
     t0 = time.perf_counter()
     with tf.Graph().as_default() as g:
         images = tf1.placeholder(tf.float32, [1, h, w, 3], name='images')
-        if spec.get('precision') == 'bfloat16':
-            logits = resize_bilinear(_bf16_logits(images, NUM_CLASSES, scales), [h, w])
-            probs = tf.nn.softmax(logits)
-            labels = tf.argmax(logits, axis=3, output_type=tf.int32)
-        else:
-            probs, labels = msc.predict_probs(images, NUM_CLASSES, scales)
+        towers = 'bfloat16' if spec.get('precision') == 'bfloat16' else 'float32'
+        probs, labels = msc.predict_probs(images, NUM_CLASSES, scales, precision=towers)
         fetch = [probs, labels] if spec.get('fetch_probs') else labels
         flops, unknown = count_flops(g)
         init = tf1.global_variables_initializer()
@@ -224,28 +213,53 @@ def case_infer(spec):
                 times_s=times, median_s=med)
 
 
+def calibrate_batch_norm(images):
+    """Ops setting every batch norm's moving statistics to those of `images` (one
+    training-mode pass with decay 0, sharing the variables): frozen batch norm on random He
+    weights with the initial 0 / 1 statistics would blow the activations up and give NaN
+    weights after the first update; calibrated, the steps are those of a user fine-tuning."""
+    import tensorflow as tf
+    from deeplab_resnet.model import DeepLabResNetModel
+    tf1 = tf.compat.v1
+    with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
+        net = DeepLabResNetModel({'data': images}, is_training=True, num_classes=NUM_CLASSES,
+                                 bn_decay=0.0)
+    return tf.group(*net.update_ops)
+
+
 def case_train(spec):
     """One update of the paper's recipe (train_step.PAPER: frozen batch norm, momentum SGD,
-    --grad-update-every 1) on random images, as train_msc.py builds it."""
+    --grad-update-every 1) on random images, as train_msc.py builds it, from random weights
+    whose batch-norm statistics are those of the images (calibrate_batch_norm)."""
     import tensorflow as tf
     from deeplab_resnet.train_step import PAPER, build_train_step
     tf1 = tf.compat.v1
     h, w = spec['size']
     hparams = PAPER._replace(num_classes=NUM_CLASSES, scales=tuple(spec['scales']),
-                             grad_update_every=1)
+                             grad_update_every=1,
+                             precision='bfloat16' if spec.get('precision') == 'bfloat16'
+                             else 'float32')
     t0 = time.perf_counter()
     with tf.Graph().as_default() as g:
         images = tf1.placeholder(tf.float32, [1, h, w, 3], name='images')
         labels = tf1.placeholder(tf.uint8, [1, h, w, 1], name='labels')
         step = build_train_step(images, labels, hparams)
         flops, unknown = count_flops(g)
+        calibrate = calibrate_batch_norm(images)
         init = tf1.global_variables_initializer()
         build_s = time.perf_counter() - t0
         feed = {images: random_images([1, h, w, 3]), labels: random_labels([1, h, w, 1])}
         with tf1.Session(graph=g, config=session_config(spec)) as sess:
             sess.run(init)
-            first, times = time_runs(lambda: sess.run([step.ops.apply, step.loss.total], feed),
-                                     spec['warmup'], spec['repeats'])
+            sess.run(calibrate, feed)
+            losses = []
+
+            def update():
+                losses.append(sess.run([step.ops.apply, step.loss.total], feed)[1])
+            first, times = time_runs(update, spec['warmup'], spec['repeats'])
+    import math
+    if not all(math.isfinite(v) for v in losses):
+        raise RuntimeError('the training case diverged: losses %s' % losses)
     med = statistics.median(times)
     return dict(rate=1.0 / med, unit='step/s', flops=flops, flops_unknown_ops=unknown,
                 gflops_per_s=flops / med / 1e9, build_s=build_s, first_run_s=first,
@@ -371,8 +385,11 @@ def run_case_subprocess(spec, script=None):
     CASES); returns its result dict."""
     script = script or __file__
     cmd = [sys.executable, os.path.abspath(script), '--run-case', json.dumps(spec)]
+    env = dict(os.environ)
+    if spec.get('threads'):
+        env['OPENBLAS_NUM_THREADS'] = str(spec['threads'])   # NumPy's GEMM, as TensorFlow's
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
+                          universal_newlines=True, env=env)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
             return json.loads(line[len(RESULT_PREFIX):])
@@ -400,7 +417,7 @@ def build_specs(args):
     specs = []
     needs_bf16 = 'bfloat16' in precisions or 'amp' in precisions
     if 'infer' in modes or 'train' in modes:
-        for p in ['float32'] + (['bfloat16'] if needs_bf16 and 'infer' in modes else []):
+        for p in ['float32'] + (['bfloat16'] if needs_bf16 else []):
             specs.append(dict(common, kind='gemm', name='gemm_%s' % p, precision=p,
                               gemm_n=quick.get('gemm_n', GEMM_N)))
     if 'infer' in modes:
@@ -414,8 +431,10 @@ def build_specs(args):
     if 'train' in modes:
         size = quick.get('train_size') or parse_size(args.train_size)
         scales = quick.get('train_scales', TRAIN_SCALES)
-        specs.append(dict(common, kind='train', name='train_%dx%d_%dscale' % (
-            size + (len(scales),)), size=list(size), scales=list(scales), precision='float32'))
+        for p in [p for p in precisions if p in ('float32', 'bfloat16')]:
+            specs.append(dict(common, kind='train', name='train_%dx%d_%dscale%s' % (
+                size + (len(scales), '' if p == 'float32' else '_' + p)), size=list(size),
+                scales=list(scales), precision=p))
     if 'pipeline' in modes:
         crop = quick.get('crop') or parse_size(args.train_size)
         image = quick.get('pipeline_image', PIPELINE_IMAGE)
@@ -437,7 +456,9 @@ def finish(results):
     train = [r for r in results if r['kind'] == 'train']
     for r in results:
         if r['kind'] in ('infer', 'train') and 'float32' in gemm:
-            r['fraction_of_fp32_gemm_peak'] = r['gflops_per_s'] / gemm['float32']['gflops_per_s']
+            # The machine's fp32 GEMM rate: the best of TensorFlow's and NumPy's BLAS.
+            r['fraction_of_fp32_gemm_peak'] = (r['gflops_per_s']
+                                               / gemm['float32']['best_gflops_per_s'])
             if r['precision'] != 'float32' and 'bfloat16' in gemm:
                 r['fraction_of_bf16_gemm_peak'] = (r['gflops_per_s']
                                                    / gemm['bfloat16']['gflops_per_s'])

@@ -117,3 +117,11 @@ def add_model_arguments(parser, from_record=False):
         add_num_classes_argument(parser)
     add_img_mean_argument(parser, from_record)
     add_threads_argument(parser)
+
+
+def add_precision_argument(parser):
+    parser.add_argument('--precision', choices=('float32', 'bfloat16'), default='float32',
+                        help='arithmetic of the network: bfloat16 is about 1.5x faster on CPUs '
+                             'with AVX512_BF16 or AMX and on GPUs, and changes a few pixels\' '
+                             'labels; elsewhere it runs float32, saying so (default '
+                             '%(default)s)')

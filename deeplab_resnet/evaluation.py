@@ -32,7 +32,7 @@ import os
 import sys
 import time
 
-from deeplab_resnet import cli, datalist, imageio, labels, metrics, provenance
+from deeplab_resnet import cli, datalist, imageio, labels, metrics, precision, provenance
 from deeplab_resnet.constants import TRAIN_SCALES
 from deeplab_resnet.crf import (CRFPool, add_crf_arguments, add_workers_argument,
                                 crf_params_from_args)
@@ -58,6 +58,7 @@ def build_parser(description=None, crf=False):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_data_arguments(p, DEFAULT_LIST)
     cli.add_model_arguments(p, from_record=True)
+    cli.add_precision_argument(p)
     p.add_argument('--num-steps', type=cli.positive_int, default=None,
                    help='evaluate only the first N images of the list (default: all)')
     p.add_argument('--restore-from', default=DEFAULT_CHECKPOINT,
@@ -226,11 +227,13 @@ def confusion_matrices(predictor, examples, num_classes, ignore_label, crf_pool=
     return net_cm, crf_cm
 
 
-def _run_text(args, num_images, total):
-    """'3 of 5 images, scales 1,0.75,0.5, flip off, CRF with 2 workers' for the summary."""
-    text = ('%d%s images, scales %s, flip %s'
+def _run_text(args, num_images, total, arithmetic):
+    """'3 of 5 images, scales 1,0.75,0.5, flip off, float32, CRF with 2 workers' for the
+    summary."""
+    text = ('%d%s images, scales %s, flip %s, %s'
             % (num_images, '' if num_images == total else ' of %d' % total,
-               ','.join('%g' % v for v in args.scales), 'on' if args.flip else 'off'))
+               ','.join('%g' % v for v in args.scales), 'on' if args.flip else 'off',
+               arithmetic))
     if args.crf:
         text += ', CRF with %d worker%s' % (args.crf_workers,
                                            '' if args.crf_workers == 1 else 's')
@@ -244,9 +247,11 @@ def run_network(args, prepared, log=print):
     from deeplab_resnet.predictor import Predictor   # TensorFlow: after the input checks
     examples, settings = prepared.examples, prepared.restored.settings
     num_classes = settings['num_classes']
+    arithmetic = precision.choose(args.precision, _warn)
     predictor = Predictor(prepared.restored.prefix, num_classes, tuple(args.scales),
-                          args.flip, settings['img_mean'], args.threads)
-    log(summary_line(prepared.restored, _run_text(args, len(examples), prepared.total)))
+                          args.flip, settings['img_mean'], args.threads, arithmetic)
+    log(summary_line(prepared.restored, _run_text(args, len(examples), prepared.total,
+                                                  arithmetic)))
     pool = (CRFPool(args.crf_workers, crf_params_from_args(args)) if args.crf
             else contextlib.nullcontext())
     if args.save_dir:

@@ -25,7 +25,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from deeplab_resnet import datalist, imageio
+from deeplab_resnet import datalist, imageio, precision
 from deeplab_resnet.colormap import colourise
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.settings import restore_settings, summary_line
@@ -224,12 +224,13 @@ def _segment(images, restored, args, start, log, err):
     settings, t_build = restored.settings, time.time()
     pool = (CRFPool(args.crf_workers, crf_params_from_args(args), return_probs=args.save_probs)
             if args.crf else contextlib.nullcontext())
+    arithmetic = precision.choose(args.precision, _printer(err, 'warning: '))
     with Predictor(restored.prefix, settings['num_classes'], scales=tuple(args.scales),
-                   flip=args.flip, img_mean=settings['img_mean'],
-                   threads=args.threads) as predictor, pool as crf_pool:
-        log('graph built and weights restored in %.1f s (scales %s%s%s, %s)'
+                   flip=args.flip, img_mean=settings['img_mean'], threads=args.threads,
+                   precision=arithmetic) as predictor, pool as crf_pool:
+        log('graph built and weights restored in %.1f s (scales %s%s%s, %s, %s)'
             % (time.time() - t_build, ','.join('%g' % s for s in args.scales),
-               ', flip' if args.flip else '', ', CRF' if args.crf else '',
+               ', flip' if args.flip else '', ', CRF' if args.crf else '', arithmetic,
                '%d threads' % args.threads if args.threads else "TensorFlow's threads"))
         t_loop = time.time()
         if progress:

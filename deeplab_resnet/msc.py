@@ -17,8 +17,21 @@ of every scale's logits resized (bilinear) to that size; per_scale: the logits o
 (their own sizes), in the order of `scales`; nets: the DeepLabResNetModel of each scale."""
 
 
+PRECISIONS = ('float32', 'bfloat16')
+PRECISION_DTYPES = {'float32': tf.float32, 'bfloat16': tf.bfloat16}
+
+
+def _bfloat16_getter(getter, name, *args, **kwargs):
+    """Custom getter of a bfloat16 tower: convolution weights and biases are read as bfloat16
+    (the variables stay float32, as in the checkpoints); batch-norm variables stay float32."""
+    variable = getter(name, *args, **kwargs)
+    if name.endswith(('/weights', '/biases')):
+        return tf.cast(variable, tf.bfloat16)
+    return variable
+
+
 def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCALES,
-                       bn_decay=BN_DECAY, sync_batch_norm=False):
+                       bn_decay=BN_DECAY, sync_batch_norm=False, precision='float32'):
     """Builds one DeepLab tower per scale; variables are created by the first and shared.
 
     Args:
@@ -28,18 +41,24 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
       bn_decay: decay of the batch-norm moving averages (float or scalar tensor).
       sync_batch_norm: batch statistics over every replica's batch (training under a
         tf.distribute strategy).
+      precision: 'float32', or 'bfloat16': the towers compute in bfloat16 (inputs and
+        convolution weights cast inside the graph; batch-norm statistics in float32); the
+        logits are float32 either way.
     Returns: MSCOutput. Only the first tower updates batch-norm moving averages.
     """
     size = tf.shape(images)[1:3]
     nets, per_scale = [], []
     for i, scale in enumerate(scales):
         inputs = images if scale == 1.0 else resize_bilinear(images, scaled_size(size, scale))
-        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True if i else None):
-            net = DeepLabResNetModel({'data': inputs}, is_training=is_training,
-                                     num_classes=num_classes, update_moving_stats=(i == 0),
-                                     bn_decay=bn_decay, sync_batch_norm=sync_batch_norm)
+        getter = _bfloat16_getter if precision == 'bfloat16' else None
+        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True if i else None,
+                                custom_getter=getter):
+            net = DeepLabResNetModel({'data': tf.cast(inputs, PRECISION_DTYPES[precision])},
+                                     is_training=is_training, num_classes=num_classes,
+                                     update_moving_stats=(i == 0), bn_decay=bn_decay,
+                                     sync_batch_norm=sync_batch_norm)
         nets.append(net)
-        per_scale.append(net.logits)
+        per_scale.append(tf.cast(net.logits, tf.float32))
     fused = per_scale[0]
     if len(scales) > 1:
         target = tf.shape(fused)[1:3]
@@ -48,21 +67,23 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
     return MSCOutput(fused, per_scale, nets)
 
 
-def predict_probs(images, num_classes, scales=(1.0,), flip=False):
+def predict_probs(images, num_classes, scales=(1.0,), flip=False, precision='float32'):
     """Inference at full resolution.
 
     Args:
       images: [N, H, W, 3] float32, BGR, mean-subtracted (dynamic size).
       flip: average the logits with those of the mirrored images (mirrored back).
+      precision: 'float32' or 'bfloat16' (multi_scale_logits).
     Returns: (probs [N, H, W, C] float32 softmax of the fused logits upsampled bilinearly to
       the image size, labels [N, H, W] int32 argmax).
     """
     size = tf.shape(images)[1:3]
-    logits = resize_bilinear(multi_scale_logits(images, num_classes, False, scales).fused,
-                             size)
+    logits = resize_bilinear(multi_scale_logits(images, num_classes, False, scales,
+                                                precision=precision).fused, size)
     if flip:
         with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
-            mirrored = multi_scale_logits(tf.reverse(images, [2]), num_classes, False, scales)
+            mirrored = multi_scale_logits(tf.reverse(images, [2]), num_classes, False, scales,
+                                          precision=precision)
         logits = 0.5 * (logits + tf.reverse(resize_bilinear(mirrored.fused, size), [2]))
     probs = tf.nn.softmax(logits)
     return probs, tf.argmax(logits, axis=3, output_type=tf.int32)

@@ -26,19 +26,21 @@ class Predictor(object):
       flip: average the logits with the mirrored image's.
       img_mean: BGR mean subtracted from the images.
       threads: intra-op CPU threads (0: TensorFlow's default).
+      precision: 'float32' or 'bfloat16' (msc.multi_scale_logits; the caller checks that the
+        hardware suits it, precision.choose).
     Call predict(rgb) with [H, W, 3] uint8 RGB: returns (labels [H, W] int32,
     probs [H, W, C] float32 or None unless want_probs).
     """
 
     def __init__(self, checkpoint, num_classes, scales=(1.0,), flip=False,
-                 img_mean=IMG_MEAN_BGR, threads=0):
+                 img_mean=IMG_MEAN_BGR, threads=0, precision='float32'):
         self.prefix = checkpoints.resolve_checkpoint(checkpoint)
         self.num_classes = num_classes
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.rgb = tf1.placeholder(tf.uint8, [None, None, 3], name='image_rgb')
             images = preprocess_image(self.rgb[None], img_mean)
-            probs, labels = msc.predict_probs(images, num_classes, scales, flip)
+            probs, labels = msc.predict_probs(images, num_classes, scales, flip, precision)
             self.probs, self.labels = probs[0], labels[0]
             self.sess = tf1.Session(config=session_config(threads))
             self.sess.run(tf1.global_variables_initializer())

@@ -17,16 +17,18 @@ tf1 = tf.compat.v1
 HParams = collections.namedtuple('HParams', [
     'num_classes', 'scales', 'is_training', 'bn_from_scratch', 'sync_batch_norm',
     'weight_decay', 'train_bn_params', 'optimizer', 'learning_rate', 'momentum', 'num_steps',
-    'power', 'grad_update_every', 'aspp_lr_mult'])
+    'power', 'grad_update_every', 'aspp_lr_mult', 'precision'])
 """The recipe of a training step. bn_from_scratch: the batch-norm moving averages follow
 Caffe's bias-corrected accumulation (they start as the statistics of the first batches, not
-the 0 / 1 they were initialised with), for a network trained from its He initialisation."""
+the 0 / 1 they were initialised with), for a network trained from its He initialisation.
+precision: 'float32' or 'bfloat16' (the towers' arithmetic; variables, losses and updates stay
+float32)."""
 
 PAPER = HParams(num_classes=21, scales=TRAIN_SCALES, is_training=False, bn_from_scratch=False,
                 sync_batch_norm=False, weight_decay=5e-4, train_bn_params=False,
                 optimizer='momentum', learning_rate=2.5e-4, momentum=0.9, num_steps=20000,
                 power=0.9, grad_update_every=10,
-                aspp_lr_mult=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES))
+                aspp_lr_mult=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES), precision='float32')
 """DeepLab-v2's VOC recipe (frozen batch norm, from ImageNet / COCO weights)."""
 
 TrainStep = collections.namedtuple('TrainStep', ['loss', 'ops', 'fused_logits'])
@@ -34,12 +36,12 @@ TrainStep = collections.namedtuple('TrainStep', ['loss', 'ops', 'fused_logits'])
 apply); fused_logits: [N, h, w, C] float32 at the logit resolution of the full-scale tower."""
 
 
-def hparams_from_args(args, bn_from_scratch):
-    """train_msc.py's flags -> HParams."""
+def hparams_from_args(args, bn_from_scratch, precision='float32'):
+    """train_msc.py's flags -> HParams (precision: the one precision.choose settled on)."""
     return HParams(args.num_classes, tuple(args.scales), args.is_training, bn_from_scratch,
                    args.sync_batch_norm, args.weight_decay, args.train_bn_params,
                    args.optimizer, args.learning_rate, args.momentum, args.num_steps,
-                   args.power, args.grad_update_every, tuple(args.aspp_lr_mult))
+                   args.power, args.grad_update_every, tuple(args.aspp_lr_mult), precision)
 
 
 def trainable_variables(variables, train_bn_params=False):
@@ -68,7 +70,8 @@ def build_train_step(images, labels, hparams, global_step=None):
     bn_decay = (layers.caffe_moving_average_decay(global_step + 1) if hparams.bn_from_scratch
                 else BN_DECAY)
     towers = msc.multi_scale_logits(images, hparams.num_classes, hparams.is_training,
-                                    hparams.scales, bn_decay, hparams.sync_batch_norm)
+                                    hparams.scales, bn_decay, hparams.sync_batch_norm,
+                                    hparams.precision)
     variables = checkpoints.model_variables()
     loss = losses.msc_loss(towers, labels, hparams.num_classes, variables,
                            hparams.weight_decay, hparams.scales)

@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from deeplab_resnet import (checkpoints, colormap, datalist, distribute, provenance,
-                            snapshots)
+from deeplab_resnet import (checkpoints, colormap, datalist, distribute, precision,
+                            provenance, snapshots)
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.model import variable_name
 from deeplab_resnet.progress import format_seconds
@@ -230,7 +230,8 @@ def train(args, log=print, warn=_warn):
         cluster = distribute.setup(args.num_replicas, session_config(args.threads),
                                    timeout_s=args.worker_timeout, log=log)
         facts = prepare(args, cluster, warn)
-        hparams = hparams_from_args(args, snapshots.from_scratch(args))
+        hparams = hparams_from_args(args, snapshots.from_scratch(args),
+                                    precision.choose(args.precision, warn))
         graph = build_graph(args, facts, hparams)
         if facts.validation:
             facts.validation.build(args.num_classes)

@@ -199,7 +199,7 @@ def test_crf_same_result_for_any_number_of_workers(env, crf_cli_run, tmp_path, c
     assert evaluate_msc_with_CRF.main(crf_cli(env, 0, ['--output-json', out_json])) == 0
     out = capsys.readouterr().out
     assert 'mIoU before CRF: ' in out and out.count('after CRF:') == 2
-    assert 'scales 1, flip on, CRF with 0 workers' in out
+    assert 'scales 1, flip on, float32, CRF with 0 workers' in out
     results = {}
     with open(out_json) as f:
         results[0] = json.load(f)
