@@ -16,6 +16,7 @@ version, the git commit and all flags.
 """
 import argparse
 import sys
+import time
 
 from deeplab_resnet import cli
 from deeplab_resnet.constants import (CAFFE_SCALE_SET, DEFAULT_INIT_CHECKPOINT,
@@ -137,9 +138,10 @@ def get_arguments(argv=None):
 
 @exit_on_input_error
 def main(argv=None):
+    started = time.time()
     args = get_arguments(argv)
     from deeplab_resnet import trainer   # TensorFlow loads after the flags are checked
-    return trainer.train(args)
+    return trainer.train(args, started=started)
 
 
 if __name__ == '__main__':

@@ -92,7 +92,7 @@ from deeplab_resnet.constants import (LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS,
 
 NUM_CLASSES = speed.NUM_CLASSES
 # speed.py's training recipe (case_train): base lr, momentum, steps, poly power, decay.
-BASE_LR, MOMENTUM, NUM_STEPS, POWER, WEIGHT_DECAY = 2.5e-4, 0.9, 20001, 0.9, 5e-4
+BASE_LR, MOMENTUM, NUM_STEPS, POWER, WEIGHT_DECAY = speed.TRAIN_BENCH_LR, 0.9, 20001, 0.9, 5e-4
 LR_MULTS = (LR_MULT_BACKBONE, LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES)
 
 SELF_CHECK_SIZES = (33, 64, 65, 321, 513, 375, 500)
@@ -624,7 +624,7 @@ def print_report(rows, meta, args):
     print(format_table(rows))
     print('TF/PT: TensorFlow throughput / PyTorch throughput (> 1: TensorFlow faster). '
           'GFLOP: the TensorFlow graph\'s; %%peak: of the machine\'s fp32 GEMM, the best of '
-          'TensorFlow, NumPy (%s) and PyTorch (%.1f GFLOP/s); spread: slowest / fastest timed '
+          'TensorFlow, NumPy (%s) and PyTorch: %.1f GFLOP/s; spread: slowest / fastest timed '
           'run (well above 1: the machine was busy).' % _gemm_peak_text(rows))
     pt_env = meta['pytorch_child_environment']
     print('threads %d; TensorFlow %s, PyTorch %s%s; %s' % (

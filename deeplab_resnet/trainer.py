@@ -39,12 +39,12 @@ EXIT_CLUSTER = 4
 
 RunFacts = collections.namedtuple('RunFacts', [
     'class_names', 'train_list', 'cluster', 'geometry', 'resume', 'input_position',
-    'validation'])
+    'validation', 'started'])
 """What a run knows before its graph: class names (list of str), train list
 (provenance.list_info), cluster (distribute.Cluster), geometry (snapshots.InputGeometry), the
 snapshot to resume (snapshots.check_resume's (prefix, record), or (None, None)), where the
-data sequence starts (0, or the resumed snapshot's position) and the validation.Validation or
-None."""
+data sequence starts (0, or the resumed snapshot's position), the validation.Validation or
+None, and when the command started (time.time(), for the start-up time)."""
 
 TrainGraph = collections.namedtuple('TrainGraph', [
     'global_step', 'loss', 'ops', 'image_arrays', 'scalar_summary', 'saver', 'network_saver',
@@ -200,7 +200,7 @@ def variables_digest(sess, variables):
     return digest.hexdigest()[:16]
 
 
-def prepare(args, cluster, warn=_warn):
+def prepare(args, cluster, warn=_warn, started=None):
     """The checks that need no graph: class names, the list, the snapshot to resume (else
     the initial weights), the validation list. Returns RunFacts."""
     from deeplab_resnet import validation
@@ -218,18 +218,20 @@ def prepare(args, cluster, warn=_warn):
         position = snapshots.resume_position(record, step, geometry, warn)
     val = (validation.Validation.from_args(args, names, train_list, warn) if args.val_list
            else None)
-    return RunFacts(names, train_list, cluster, geometry, (latest, record), position, val)
+    return RunFacts(names, train_list, cluster, geometry, (latest, record), position, val,
+                    time.time() if started is None else started)
 
 
-def train(args, log=print, warn=_warn):
+def train(args, log=print, warn=_warn, started=None):
     """Runs training to args.num_steps; returns the process exit code (0; 3 diverged; 4 a
-    worker lost; 130 / 143 stopped by Ctrl-C / SIGTERM)."""
+    worker lost; 130 / 143 stopped by Ctrl-C / SIGTERM). started: when the command started
+    (time.time()), for the start-up time logged after the first update."""
     with tf.Graph().as_default(), StopFlag() as stop:
         tf1.set_random_seed(args.random_seed)
         np.random.seed(args.random_seed)
         cluster = distribute.setup(args.num_replicas, session_config(args.threads),
                                    timeout_s=args.worker_timeout, log=log)
-        facts = prepare(args, cluster, warn)
+        facts = prepare(args, cluster, warn, started)
         hparams = hparams_from_args(args, snapshots.from_scratch(args),
                                     precision.choose(args.precision, warn))
         graph = build_graph(args, facts, hparams)
@@ -385,6 +387,11 @@ class Loop(object):
                              _divergence_hint(args)))
                 return EXIT_DIVERGED
             self.step += 1
+            if self.step == self.start.step + 1:
+                self.log('first update finished %.1f s after the command started (imports, '
+                         'graph, session, %s, the first step)'
+                         % (time.time() - self.facts.started,
+                            'resume' if self.start.resumed else 'initialisation'))
             for key, value in dict(out['means'], seconds=time.time() - t0, n=1).items():
                 logged[key] = logged.get(key, 0.0) + value
             self.after_update(out, logged)
