@@ -193,7 +193,7 @@ class Snapshots(object):
         prefix = os.path.join(tmp, '%s-%d' % (CHECKPOINT_NAME, step))
         self.network_saver.save(sess, prefix, write_meta_graph=False, write_state=False)
         provenance.write_record(prefix, record)
-        tf1.train.update_checkpoint_state(tmp, os.path.basename(prefix))
+        _write_state(tmp, os.path.basename(prefix))
         shutil.rmtree(best, ignore_errors=True)
         os.replace(tmp, best)
         return os.path.join(best, os.path.basename(prefix))
@@ -202,6 +202,16 @@ class Snapshots(object):
         """The record of the best snapshot so far (an earlier run's too), or None."""
         latest = checkpoints.latest_in_dir(os.path.join(self.directory, BEST_DIR))
         return provenance.read_record(latest) if latest else None
+
+
+def _write_state(directory, name):
+    """The `checkpoint` state file of a directory holding one checkpoint, `name` relative to
+    it (so the directory can be renamed; TensorFlow's update_checkpoint_state would resolve a
+    relative name against the working directory)."""
+    path = os.path.join(directory, 'checkpoint')
+    with open(path + '.tmp', 'w') as f:
+        f.write('model_checkpoint_path: "%s"\nall_model_checkpoint_paths: "%s"\n' % (name, name))
+    os.replace(path + '.tmp', path)
 
 
 def _remove(path):

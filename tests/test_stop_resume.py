@@ -147,6 +147,9 @@ def test_validation_while_training_keeps_the_best(setup, tmp_path):
     lines = [l for l in proc.stdout.splitlines() if l.startswith('validation at step')]
     assert [l.split()[3].rstrip(':') for l in lines] == ['2', '4'], out
     assert 'IoU per class: background' in proc.stdout or 'IoU per class: class_0' in out
+    # The best snapshot's state names it relative to best/ (found from any working directory).
+    state = (snap / 'best' / 'checkpoint').read_text()
+    assert state.startswith('model_checkpoint_path: "model.ckpt-'), state
     best = tf.train.latest_checkpoint(str(snap / 'best'))
     record = json.load(open(best + '.json'))
     scores = [float(l.split('mIoU ')[1].split(',')[0]) for l in lines]
