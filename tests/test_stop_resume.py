@@ -191,3 +191,25 @@ def test_safe_defaults(setup, tmp_path, capsys, monkeypatch):
     assert info.value.code == 2 and len(err) == 1
     assert 'dataset/train.txt: list file not found' in err[0]
     assert 'python -m dataset.tools voc' in err[0]
+
+
+def test_bad_validation_input_is_one_line(setup, tmp_path, capsys):
+    """--val-list is checked before the graph is built: a missing list, labels outside the
+    class count; and --val-every / --precision values are refused by the parser."""
+    root, lst, _ = setup
+    with pytest.raises(SystemExit) as info:
+        train_msc.main(argv(setup, tmp_path / 's1', '--val-list', str(tmp_path / 'nope.txt')))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1, err
+    assert 'nope.txt: list file not found' in err[0]
+    with pytest.raises(SystemExit) as info:   # the labels hold classes 0..2
+        train_msc.main(argv(setup, tmp_path / 's2', '--val-list', lst) + ['--num-classes', '2',
+                                                                           '--not-restore-last'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1, err
+    assert 'label values 2 are neither classes 0..1' in err[0]
+    for flags in (['--val-every', '0'], ['--precision', 'float16']):
+        with pytest.raises(SystemExit) as info:
+            train_msc.get_arguments(flags)
+        assert info.value.code == 2
+        assert flags[0] in capsys.readouterr().err.strip().splitlines()[-1]
