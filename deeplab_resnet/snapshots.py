@@ -60,7 +60,21 @@ def initial_weights(args):
             'model: python convert.py init.caffemodel --save-dir DIR, then pass '
             '--restore-from DIR; or pass --restore-from none to train from scratch on purpose '
             '(with --is-training)' % (path, default))
-    return checkpoints.resolve_checkpoint(path)
+    prefix = checkpoints.resolve_checkpoint(path)
+    if not args.not_restore_last:
+        _check_class_count(prefix, args.num_classes)
+    return prefix
+
+
+def _check_class_count(prefix, num_classes):
+    """The initial weights' classifier against --num-classes, before any graph is built:
+    the record's class count, else (no record) the classifier's variables."""
+    count = (provenance.read_record(prefix) or {}).get('num_classes')
+    if not isinstance(count, int):
+        count = checkpoints.checkpoint_num_classes(checkpoints.checkpoint_shapes(prefix))
+    if count is not None and count != num_classes:
+        raise InputError('%s: the checkpoint is for %d classes, but --num-classes is %d (%s)'
+                         % (prefix, count, num_classes, checkpoints.TRAINING_HINT % count))
 
 
 def _short_list(info):
