@@ -54,15 +54,16 @@ def checkpoint_num_classes(shapes):
     return int(w[-1]) if w else None
 
 
-def check_class_count(prefix, num_classes, source):
+def check_class_count(prefix, num_classes, source, hint=None):
     """The checkpoint's classifier against num_classes (from `source`: '--num-classes',
-    'provenance record' or 'default'), before any graph is built. Raises InputError."""
+    'provenance record' or 'default'), before any graph is built. Raises InputError ending
+    in `hint` (%s = the checkpoint's count; default EVAL_HINT)."""
     count = checkpoint_num_classes(checkpoint_shapes(prefix))
     if count is not None and count != num_classes:
         given = ('--num-classes is %d' % num_classes if source == '--num-classes' else
                  '%d classes were expected (%s)' % (num_classes, source))
-        raise InputError('%s: the checkpoint is for %d classes, but %s (pass --num-classes %d)'
-                         % (prefix, count, given, count))
+        raise InputError('%s: the checkpoint is for %d classes, but %s (%s)'
+                         % (prefix, count, given, (hint or EVAL_HINT) % count))
 
 
 def model_variables(graph=None):

@@ -67,14 +67,12 @@ def initial_weights(args):
 
 
 def _check_class_count(prefix, num_classes):
-    """The initial weights' classifier against --num-classes, before any graph is built:
-    the record's class count, else (no record) the classifier's variables."""
-    count = (provenance.read_record(prefix) or {}).get('num_classes')
-    if not isinstance(count, int):
-        count = checkpoints.checkpoint_num_classes(checkpoints.checkpoint_shapes(prefix))
-    if count is not None and count != num_classes:
-        raise InputError('%s: the checkpoint is for %d classes, but --num-classes is %d (%s)'
-                         % (prefix, count, num_classes, checkpoints.TRAINING_HINT % count))
+    """The initial weights' classifier against --num-classes, before any graph is built: a
+    record that agrees is enough; otherwise the classifier's variables decide (as
+    settings.check_class_count does for evaluation)."""
+    if (provenance.read_record(prefix) or {}).get('num_classes') != num_classes:
+        checkpoints.check_class_count(prefix, num_classes, '--num-classes',
+                                      checkpoints.TRAINING_HINT)
 
 
 def _short_list(info):
