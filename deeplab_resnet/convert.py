@@ -27,7 +27,6 @@ import datetime
 import functools
 import hashlib
 import os
-import sys
 
 import numpy as np
 
@@ -35,7 +34,7 @@ from deeplab_resnet import caffemodel, colormap, provenance
 from deeplab_resnet.constants import (ASPP_INIT_STD, ASPP_LAYERS, CHANNEL_ORDER,
                                       CHECKPOINT_NAME, IGNORE_LABEL, IMG_MEAN_BGR,
                                       NUM_CLASSES_VOC)
-from deeplab_resnet.errors import InputError
+from deeplab_resnet.errors import InputError, warn as warn_line
 
 MAX_LISTED = 5
 
@@ -272,11 +271,7 @@ def save_checkpoint(values, ckpt_prefix):
             return saver.save(sess, ckpt_prefix, write_meta_graph=False)
 
 
-def _warn(message):
-    print('warning: %s' % message, file=sys.stderr)
-
-
-def trained_on_fields(trained_on, caffemodel_path, warn=_warn):
+def trained_on_fields(trained_on, caffemodel_path, warn=warn_line):
     """What the record says the caffemodel was trained on: --trained-on LIST_OR_NAME (a list
     file: its path, entry count, digest and image names, as train_msc.py records them; else a
     free name), or, for the authors' VOC 2012 release (file name containing
@@ -335,7 +330,7 @@ def conversion_record(ckpt, caffemodel_path, sha256, size, info, seed, num_varia
 
 
 def convert(caffemodel_path, save_dir, num_classes=None, reinit_aspp=False, seed=0,
-            log=print, warn=_warn, trained_on=None):
+            log=print, warn=warn_line, trained_on=None):
     """Converts a .caffemodel into <save_dir>/model.ckpt and its provenance record
     <save_dir>/model.ckpt.json. trained_on: what the caffemodel was trained on, a list file
     or a free name (see trained_on_fields). Returns (checkpoint prefix, record dict)."""

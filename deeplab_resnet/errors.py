@@ -9,6 +9,12 @@ class InputError(Exception):
     """
 
 
+def warn(message):
+    """The scripts' warning line on stderr: 'warning: <message>'."""
+    print('warning: %s' % message, file=sys.stderr)
+    sys.stderr.flush()
+
+
 def exit_on_input_error(main):
     """Decorator for script entry points: InputError -> 'error: <message>' on stderr, exit 2."""
     def wrapped(*args, **kwargs):

@@ -29,14 +29,13 @@ import collections
 import contextlib
 import json
 import os
-import sys
 import time
 
 from deeplab_resnet import cli, datalist, imageio, labels, metrics, precision, provenance
 from deeplab_resnet.constants import TRAIN_SCALES
 from deeplab_resnet.crf import (CRFPool, add_crf_arguments, add_workers_argument,
                                 crf_params_from_args)
-from deeplab_resnet.errors import InputError
+from deeplab_resnet.errors import InputError, warn as warn_line
 from deeplab_resnet.inference import SUFFIXES, check_save_dir, output_stem, save_outputs
 from deeplab_resnet.progress import Progress
 from deeplab_resnet.settings import restore_settings, summary_line
@@ -105,11 +104,6 @@ Prepared.__doc__ = """What `prepare` found: the examples to evaluate (datalist.E
 list's length, the settings.Restored checkpoint and the training-overlap count."""
 
 
-def _warn(message):
-    print('warning: %s' % message, file=sys.stderr)
-    sys.stderr.flush()
-
-
 def _check_stems(examples, list_path):
     seen = {}
     for ex in examples:
@@ -143,7 +137,7 @@ def scan_labels(examples, num_classes, ignore_label, check_values=True):
             labels.check_values(ex.label, mask, num_classes, ignore_label)
 
 
-def check_overlap(prefix, record, examples, strict, warn=_warn):
+def check_overlap(prefix, record, examples, strict, warn=warn_line):
     """How many evaluated images the checkpoint was trained on (provenance.training_overlap):
     a warning, or with `strict` an InputError. Returns the count (0 without a record)."""
     ids = [provenance.image_id(ex.image) for ex in examples]
@@ -160,7 +154,7 @@ def check_overlap(prefix, record, examples, strict, warn=_warn):
     return len(overlap)
 
 
-def prepare(args, warn=_warn):
+def prepare(args, warn=warn_line):
     """Every check before the network is built, cheapest first (see the module docstring);
     shows the settings' warnings once the input is known to fit. Returns Prepared."""
     examples = datalist.load_examples(args.data_list, args.data_dir, need_labels=True)
@@ -240,14 +234,14 @@ def _run_text(args, num_images, total, arithmetic):
     return text
 
 
-def run_network(args, prepared, log=print):
+def run_network(args, prepared, log=print, warn=warn_line):
     """Builds the Predictor (and the CRF pool), logs the summary line and runs
     confusion_matrices with a progress line (and --save-dir's files).
     Returns (network ConfusionMatrix, the CRF's or None, seconds)."""
     from deeplab_resnet.predictor import Predictor   # TensorFlow: after the input checks
     examples, settings = prepared.examples, prepared.restored.settings
     num_classes = settings['num_classes']
-    arithmetic = precision.choose(args.precision, _warn)
+    arithmetic = precision.choose(args.precision, warn)
     predictor = Predictor(prepared.restored.prefix, num_classes, tuple(args.scales),
                           args.flip, settings['img_mean'], args.threads, arithmetic)
     log(summary_line(prepared.restored, _run_text(args, len(examples), prepared.total,
@@ -276,10 +270,6 @@ def run_network(args, prepared, log=print):
 
 
 # ----------------------------------------------------------------------------- report
-
-def _format_miou(value):
-    return 'n/a' if value is None else '%.4f' % value
-
 
 def results_dict(args, prepared, net_metrics, seconds):
     """The results without the CRF's part (see evaluate)."""
@@ -322,17 +312,18 @@ def report(args, prepared, net_cm, crf_cm, seconds, log=print):
         results['mean_iou_after_crf'] = crf_metrics['mean_iou']
         log('before CRF:\n%s\n\nafter CRF:\n%s' % (metrics.format_table(net_metrics),
                                                    metrics.format_table(crf_metrics)))
-        log('mIoU before CRF: %s  after CRF: %s' % (_format_miou(net_metrics['mean_iou']),
-                                                    _format_miou(crf_metrics['mean_iou'])))
+        log('mIoU before CRF: %s  after CRF: %s'
+            % (metrics.format_ratio(net_metrics['mean_iou']),
+               metrics.format_ratio(crf_metrics['mean_iou'])))
     else:
         log(metrics.format_table(net_metrics))
     if args.output_json:
         write_json(args.output_json, results)
-    log('mIoU: %s' % _format_miou(results['mean_iou']))
+    log('mIoU: %s' % metrics.format_ratio(results['mean_iou']))
     return results
 
 
-def evaluate(args, log=print, warn=_warn):
+def evaluate(args, log=print, warn=warn_line):
     """Runs the evaluation described by `args` (from build_parser): prepare, run_network,
     report. With args.crf, the CRF stage too. Logs a summary line, the timing and the final
     table(s), ending with a line 'mIoU: 0.xxxx' (after the CRF when there is one); a progress
@@ -349,7 +340,7 @@ def evaluate(args, log=print, warn=_warn):
       an overlap with the training images.
     """
     prepared = prepare(args, warn)
-    net_cm, crf_cm, seconds = run_network(args, prepared, log)
+    net_cm, crf_cm, seconds = run_network(args, prepared, log, warn)
     return report(args, prepared, net_cm, crf_cm, seconds, log)
 
 

@@ -145,6 +145,11 @@ def compute_metrics(cm, class_names=None):
     }
 
 
+def format_ratio(value):
+    """A metric in [0, 1] as '0.7349', or 'n/a' for None (no pixel to compute it on)."""
+    return 'n/a' if value is None else '%.4f' % value
+
+
 def _pct(x):
     return '%7s' % 'n/a' if x is None else '%7.2f' % (100.0 * x)
 

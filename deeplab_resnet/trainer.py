@@ -24,6 +24,7 @@ from PIL import Image
 
 from deeplab_resnet import (checkpoints, colormap, datalist, distribute, precision,
                             provenance, snapshots)
+from deeplab_resnet.errors import warn as warn_line
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.model import variable_name
 from deeplab_resnet.progress import format_seconds
@@ -55,11 +56,6 @@ labels, predictions of the first replica for the image summary; zero_residual: o
 iterator_init: op to run after the variables' initialisation, or None; bn_keep /
 bn_rollback: ops saving / restoring the batch-norm moving averages around an update (None
 unless batch norm trains and an update has several micro-batches)."""
-
-
-def _warn(message):
-    print('warning: %s' % message, file=sys.stderr)
-    sys.stderr.flush()
 
 
 # ----------------------------------------------------------------------------- the graph
@@ -200,7 +196,7 @@ def variables_digest(sess, variables):
     return digest.hexdigest()[:16]
 
 
-def prepare(args, cluster, warn=_warn, started=None):
+def prepare(args, cluster, warn=warn_line, started=None):
     """The checks that need no graph: class names, the list, the snapshot to resume (else
     the initial weights), the validation list. Returns RunFacts."""
     from deeplab_resnet import validation
@@ -222,7 +218,7 @@ def prepare(args, cluster, warn=_warn, started=None):
                     time.time() if started is None else started)
 
 
-def train(args, log=print, warn=_warn, started=None):
+def train(args, log=print, warn=warn_line, started=None):
     """Runs training to args.num_steps; returns the process exit code (0; 3 diverged; 4 a
     worker lost; 130 / 143 stopped by Ctrl-C / SIGTERM). started: when the command started
     (time.time()), for the start-up time logged after the first update."""

@@ -13,7 +13,7 @@ import time
 
 import tensorflow as tf
 
-from deeplab_resnet import datalist, evaluation, msc, provenance
+from deeplab_resnet import datalist, evaluation, metrics, msc, provenance
 from deeplab_resnet.image_reader import preprocess_image
 
 tf1 = tf.compat.v1
@@ -100,11 +100,12 @@ class Validation(object):
             ('list', self.list_path), ('images', len(self.examples)),
             ('scales', list(self.scales)), ('seconds', round(seconds, 2))])
         writer.add_summary(self.summary(result), step)
+        ratio = metrics.format_ratio
         log('validation at step %d: mIoU %s, pixel accuracy %s (%d images of %s, scales %s, '
-            '%.1f s)' % (step, _figure(result['mean_iou']), _figure(result['pixel_accuracy']),
+            '%.1f s)' % (step, ratio(result['mean_iou']), ratio(result['pixel_accuracy']),
                          len(self.examples), self.list_path,
                          ','.join('%g' % s for s in self.scales), seconds))
-        log('  IoU per class: %s' % ', '.join('%s %s' % (name, _figure(v))
+        log('  IoU per class: %s' % ', '.join('%s %s' % (name, ratio(v))
                                              for name, v in result['iou'].items()))
         return result
 
@@ -114,7 +115,3 @@ class Validation(object):
         values += [('validation/iou/%s' % name, v) for name, v in result['iou'].items()]
         return tf1.Summary(value=[tf1.Summary.Value(tag=tag, simple_value=v)
                                   for tag, v in values if v is not None])
-
-
-def _figure(value):
-    return 'n/a' if value is None else '%.4f' % value
