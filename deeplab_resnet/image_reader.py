@@ -219,12 +219,13 @@ class ImageReader(object):
     def dataset(self, batch_size=1, repeat=None, with_rgb=False, shard=None, start=0):
         """Dataset of (images, labels) batches.
 
-        Training (input_size set): training_dataset(batch_size, shard, start).
-        Evaluation (input_size None): one pass in list order, full images, batch 1;
-          with_rgb adds the decoded [1, H, W, 3] uint8 RGB image (for CRF and overlays).
+        Training (input_size set): training_dataset(batch_size, shard, start), endless.
+        Evaluation (input_size None): one pass in list order (endless with repeat), full
+          images, batch 1; with_rgb adds the decoded [1, H, W, 3] uint8 RGB image (for CRF
+          and overlays).
         shard: (count, index): this worker's part of the list (shard_examples).
         """
-        if self.input_size is not None and repeat is not False:
+        if self.input_size is not None:
             return self.training_dataset(batch_size, shard, start)
         examples = self.shard_examples(shard)
         ds = tf.data.Dataset.from_tensor_slices(
