@@ -11,6 +11,7 @@ import collections
 
 import tensorflow as tf
 
+from deeplab_resnet import losses
 from deeplab_resnet.constants import (LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS,
                                       LR_MULT_BACKBONE, OPTIMIZERS)
 from deeplab_resnet.model import is_aspp_variable, variable_name
@@ -68,7 +69,7 @@ def _apply(groups_grads, learning_rate, momentum, global_step, optimizer='moment
 def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
                     grad_update_every=1, global_step=None,
                     aspp_mults=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES), update_ops=None,
-                    optimizer='momentum'):
+                    optimizer='momentum', weight_decay=0.0):
     """Builds the update. Inside a tf.distribute replica context (train_msc.py
     --num-replicas / TF_CONFIG), the optimisers sum the replicas' gradients before the one
     update every replica applies; `loss` must then be this replica's share of the global loss
@@ -76,13 +77,16 @@ def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
     accumulators) until that all-reduce.
 
     Args:
-      loss: scalar float32 of one micro-batch.
+      loss: scalar float32 of one micro-batch, without the weight decay when weight_decay
+        is given.
       trainable: the variables to train.
       grad_update_every: k, the number of micro-batches whose mean gradient makes one update.
       aspp_mults: learning-rate multipliers of the ASPP kernels and biases.
       update_ops: batch-norm moving-average updates to run with every micro-batch (default:
         the UPDATE_OPS collection; under a strategy pass this replica's own).
       optimizer: 'momentum' (the paper's) or 'adam' (`momentum` is then its beta1).
+      weight_decay: the coefficient of losses.weight_decay_loss: the update follows the
+        gradient of loss + that decay (losses.add_weight_decay_gradients).
     Returns: TrainOps.
     """
     if global_step is None:
@@ -92,7 +96,8 @@ def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
     variables = [v for _, vs in groups for v in vs]
     if update_ops is None:
         update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
-    grads = tf.gradients(loss, variables)
+    grads = losses.add_weight_decay_gradients(tf.gradients(loss, variables), variables,
+                                              weight_decay)
 
     def regroup(values):
         out, i = [], 0

@@ -76,9 +76,9 @@ def build_train_step(images, labels, hparams, global_step=None):
     loss = losses.msc_loss(towers, labels, hparams.num_classes, variables,
                            hparams.weight_decay, hparams.scales)
     ops = optim.build_train_ops(
-        loss.total, trainable_variables(variables, hparams.train_bn_params),
+        loss.cross_entropy, trainable_variables(variables, hparams.train_bn_params),
         hparams.learning_rate, hparams.momentum, hparams.num_steps, hparams.power,
         hparams.grad_update_every, global_step, hparams.aspp_lr_mult,
         update_ops=[op for net in towers.nets for op in net.update_ops],
-        optimizer=hparams.optimizer)
+        optimizer=hparams.optimizer, weight_decay=hparams.weight_decay)
     return TrainStep(loss, ops, towers.fused)

@@ -20,15 +20,18 @@ def _lr(step):
     return BASE_LR * (1 - step / float(NUM_STEPS)) ** POWER
 
 
-def _expected(optimizer, micro_batches, k):
+def _expected(optimizer, micro_batches, k, decay=0.0):
     """NumPy: the variables after len(micro_batches) / k updates of loss = sum(x * w)
-    (so the gradient of a micro-batch is its x), each update from the mean over k."""
+    (so the gradient of a micro-batch is its x) plus decay * |w|^2 / 2 over the kernels
+    ('.../weights', gradient decay * w), each update from the mean over k."""
     w = {n: np.ones(s, np.float64) for n, s in SHAPES.items()}
     m = {n: np.zeros(s) for n, s in SHAPES.items()}
     v = {n: np.zeros(s) for n, s in SHAPES.items()}
     for step in range(len(micro_batches) // k):
         for n in SHAPES:
             g = np.mean([mb[n] for mb in micro_batches[step * k:(step + 1) * k]], axis=0)
+            if n.endswith('/weights'):
+                g = g + decay * w[n]
             lr = _lr(step) * GROUP_MULT[n]
             if optimizer == 'momentum':
                 m[n] = BETA1 * m[n] + g
@@ -42,8 +45,10 @@ def _expected(optimizer, micro_batches, k):
     return w
 
 
-@pytest.mark.parametrize('optimizer,k', [('adam', 1), ('adam', 2), ('momentum', 2)])
-def test_update_matches_numpy(optimizer, k):
+@pytest.mark.parametrize('optimizer,k,decay', [('adam', 1, 0.0), ('adam', 2, 0.0),
+                                               ('momentum', 2, 0.0), ('momentum', 1, 0.3),
+                                               ('adam', 2, 0.3)])
+def test_update_matches_numpy(optimizer, k, decay):
     rng = np.random.RandomState(3)
     micro_batches = [{n: rng.normal(0, 1, s) for n, s in SHAPES.items()} for _ in range(2 * k)]
     with tf.Graph().as_default():
@@ -53,7 +58,7 @@ def test_update_matches_numpy(optimizer, k):
         loss = tf.add_n([tf.reduce_sum(feeds[v.op.name] * v) for v in variables])
         ops = optim.build_train_ops(loss, variables, BASE_LR, BETA1, NUM_STEPS, POWER,
                                     grad_update_every=k, aspp_mults=MULTS, update_ops=[],
-                                    optimizer=optimizer)
+                                    optimizer=optimizer, weight_decay=decay)
         with tf1.Session() as sess:
             sess.run([tf1.global_variables_initializer(), tf1.local_variables_initializer()])
             for i, mb in enumerate(micro_batches):
@@ -68,7 +73,7 @@ def test_update_matches_numpy(optimizer, k):
             step = sess.run(tf1.train.get_global_step())
             slots = [v.op.name for v in tf1.global_variables()]
     assert step == 2
-    want = _expected(optimizer, micro_batches, k)
+    want = _expected(optimizer, micro_batches, k, decay)
     for n in SHAPES:
         np.testing.assert_allclose(got[n], want[n], rtol=1e-5, atol=1e-6, err_msg=n)
     slot = 'Adam' if optimizer == 'adam' else 'Momentum'
