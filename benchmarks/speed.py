@@ -3,7 +3,7 @@
 
     python benchmarks/speed.py [--sizes 321x321,513x513,375x500] [--scales 1.0|1.0,0.75,0.5]
         [--mode infer|train|pipeline|crf|all] [--threads N] [--json OUT] [--quick]
-        [--grappler] [--precision float32,bfloat16,amp] [--repeats 7]
+        [--grappler] [--precision float32,bfloat16,amp] [--unfolded-bn] [--repeats 7]
 
 Prints one table and (with --json) writes every number. Random weights, generated inputs;
 nothing is downloaded or read from disk except what the script writes to a temp dir.
@@ -12,9 +12,9 @@ Cases (each in a child process, so each has its own peak RSS, unless --in-proces
   gemm      a [2048, 2048] x [2048, 2048] float32 matmul (bfloat16 too when a bfloat16 case
             runs) in a session with the same thread settings: the machine's measured peak,
             against which the network's achieved GFLOP/s is given as a fraction.
-  infer     Predictor's graph (msc.predict_probs, labels fetched; the probabilities too with
-            the spec's fetch_probs) on a fixed-size float placeholder, per size and scale set:
-            images / s.
+  infer     Predictor's graph (msc.predict_probs with batch norm folded into the kernels,
+            unless --unfolded-bn; labels fetched; the probabilities too with the spec's
+            fetch_probs) on a fixed-size float placeholder, per size and scale set: images / s.
   train     one step of the default recipe (msc_loss over 3 towers, frozen BN, momentum SGD
             with the 1x/10x/20x groups, weight decay, grad-update-every 1), 321x321, batch 1,
             inputs fed: steps / s (= images / s).
@@ -193,22 +193,27 @@ def case_infer(spec):
     """spec['fetch_probs'] (default False): fetch the softmax probabilities with the labels
     (otherwise the session prunes the softmax, which the labels do not need)."""
     import tensorflow as tf
-    from deeplab_resnet import msc
+    from deeplab_resnet import checkpoints, model, msc
     tf1 = tf.compat.v1
     h, w = spec['size']
     scales = tuple(spec['scales'])
+    fold = spec.get('fold_batch_norm', True)
     t0 = time.perf_counter()
     with tf.Graph().as_default() as g:
         images = tf1.placeholder(tf.float32, [1, h, w, 3], name='images')
         towers = 'bfloat16' if spec.get('precision') == 'bfloat16' else 'float32'
-        probs, labels = msc.predict_probs(images, NUM_CLASSES, scales, precision=towers)
+        probs, labels = msc.predict_probs(images, NUM_CLASSES, scales, precision=towers,
+                                          fold_batch_norm=fold)
         fetch = [probs, labels] if spec.get('fetch_probs') else labels
         flops, unknown = count_flops(g)
         init = tf1.global_variables_initializer()
+        fold_op = (model.fold_batch_norm_op(checkpoints.model_variables()) if fold
+                   else tf.no_op())
         build_s = time.perf_counter() - t0
         feed = {images: random_images([1, h, w, 3])}
         with tf1.Session(graph=g, config=session_config(spec)) as sess:
             sess.run(init)
+            sess.run(fold_op)
             first, times = time_runs(lambda: sess.run(fetch, feed), spec['warmup'],
                                      spec['repeats'])
     med = statistics.median(times)
@@ -417,6 +422,7 @@ def build_specs(args):
     precisions = [p for p in args.precision.split(',') if p]
     modes = ['infer', 'train', 'pipeline', 'crf'] if args.mode == 'all' else [args.mode]
     common = dict(threads=args.threads, grappler=args.grappler,
+                  fold_batch_norm=not args.unfolded_bn,
                   warmup=quick.get('warmup', args.warmup),
                   repeats=quick.get('repeats', args.repeats))
     specs = []
@@ -540,6 +546,9 @@ def main(argv=None):
                         'auto-mixed-precision; turns Grappler on)')
     p.add_argument('--grappler', action='store_true',
                    help='run Grappler (utils.session_config(optimize_graph=True))')
+    p.add_argument('--unfolded-bn', action='store_true',
+                   help='inference with batch norm as its own multiply-add (the training '
+                        "graph's form) instead of folded into the kernels, as the scripts run")
     p.add_argument('--repeats', type=int, default=7, help='timed runs (default %(default)s)')
     p.add_argument('--warmup', type=int, default=1, help='warm-up runs (default %(default)s)')
     p.add_argument('--quick', action='store_true',

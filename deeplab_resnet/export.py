@@ -1,8 +1,9 @@
 """Exporting a checkpoint as a SavedModel that segments a uint8 RGB image of any size.
 
 The graph is Predictor's (uint8 RGB [H, W, 3] -> BGR minus the mean -> msc.predict_probs with
-the given scales and flip), restored from the checkpoint in a tf.compat.v1 Session and saved
-with tf.compat.v1.saved_model.Builder under one signature. It loads in plain eager TensorFlow 2,
+the given scales and flip, batch norm folded into the kernels), restored from the checkpoint
+in a tf.compat.v1 Session and saved with tf.compat.v1.saved_model.Builder under one signature.
+Its variables are therefore not a training checkpoint: the kernels hold the batch-norm scales. It loads in plain eager TensorFlow 2,
 with no tf.compat.v1 call::
 
     import tensorflow as tf
@@ -23,6 +24,7 @@ import shutil
 import tensorflow as tf
 
 from deeplab_resnet import checkpoints, msc
+from deeplab_resnet.predictor import restore_folded
 from deeplab_resnet.constants import CHANNEL_ORDER, IMG_MEAN_BGR
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.image_reader import preprocess_image
@@ -67,12 +69,12 @@ def export_savedmodel(checkpoint, export_dir, num_classes, scales=(1.0,), flip=F
         with graph.as_default():
             rgb = tf1.placeholder(tf.uint8, [None, None, 3], name=INPUT_KEY)
             probs, labels = msc.predict_probs(preprocess_image(rgb[None], img_mean),
-                                              num_classes, tuple(scales), flip)
+                                              num_classes, tuple(scales), flip,
+                                              fold_batch_norm=True)
             probs = tf.identity(probs[0], name=PROBS_KEY)
             labels = tf.identity(labels[0], name=LABELS_KEY)
             with tf1.Session(graph=graph) as sess:
-                sess.run(tf1.global_variables_initializer())
-                checkpoints.restore_variables(sess, prefix, checkpoints.model_variables())
+                restore_folded(sess, prefix)
                 signature = tf1.saved_model.signature_def_utils.predict_signature_def(
                     inputs={INPUT_KEY: rgb},
                     outputs={LABELS_KEY: labels, PROBS_KEY: probs})

@@ -204,18 +204,7 @@ def batch_norm(x, name, is_training, relu=False, update_moving_stats=True, decay
         replicas, variance = E[x^2] - E[x]^2.
     Returns: same shape and dtype.
     """
-    channels = x.get_shape().as_list()[-1]
-    with tf1.variable_scope(name):
-        beta = tf1.get_variable('beta', [channels], initializer=tf1.zeros_initializer(),
-                                trainable=False)
-        gamma = tf1.get_variable('gamma', [channels], initializer=tf1.ones_initializer(),
-                                 trainable=False)
-        mean = tf1.get_variable('moving_mean', [channels],
-                                initializer=tf1.zeros_initializer(), trainable=False,
-                                aggregation=tf.VariableAggregation.MEAN)
-        var = tf1.get_variable('moving_variance', [channels],
-                               initializer=tf1.ones_initializer(), trainable=False,
-                               aggregation=tf.VariableAggregation.MEAN)
+    beta, gamma, mean, var = batch_norm_variables(name, x.get_shape().as_list()[-1])
     if is_training:
         x32 = tf.cast(x, tf.float32)
         batch_mean, batch_var = (global_batch_moments(x32) if sync
@@ -229,10 +218,55 @@ def batch_norm(x, name, is_training, relu=False, update_moving_stats=True, decay
             if updates is not None:
                 updates.extend(ops)
         mean, var = batch_mean, batch_var
-    scale = gamma * tf.math.rsqrt(var + BN_EPSILON)   # float32 whatever x's dtype
-    shift = beta - mean * scale
+    scale, shift = batch_norm_affine(beta, gamma, mean, var)
     y = x * tf.cast(scale, x.dtype) + tf.cast(shift, x.dtype)
     return tf.nn.relu(y) if relu else y
+
+
+def batch_norm_variables(name, channels):
+    """Creates (or reuses) `<name>/beta`, `gamma`, `moving_mean`, `moving_variance`, each
+    [channels] float32, not trainable; the moving statistics aggregate by MEAN."""
+    with tf1.variable_scope(name):
+        beta = tf1.get_variable('beta', [channels], initializer=tf1.zeros_initializer(),
+                                trainable=False)
+        gamma = tf1.get_variable('gamma', [channels], initializer=tf1.ones_initializer(),
+                                 trainable=False)
+        mean = tf1.get_variable('moving_mean', [channels],
+                                initializer=tf1.zeros_initializer(), trainable=False,
+                                aggregation=tf.VariableAggregation.MEAN)
+        var = tf1.get_variable('moving_variance', [channels],
+                               initializer=tf1.ones_initializer(), trainable=False,
+                               aggregation=tf.VariableAggregation.MEAN)
+    return beta, gamma, mean, var
+
+
+def batch_norm_affine(beta, gamma, mean, var):
+    """Batch norm as y = x * scale + shift: (scale, shift), each [C] float32 (the arguments
+    in batch_norm_variables' order)."""
+    scale = gamma * tf.math.rsqrt(var + BN_EPSILON)
+    return scale, beta - mean * scale
+
+
+def folded_batch_norm(x, name, relu=False):
+    """Frozen batch norm whose scale is already in the preceding convolution's kernel
+    (fold_batch_norm_scale): y = x + shift, optionally followed by ReLU. Creates the same
+    variables as batch_norm (a checkpoint restores the same way).
+
+    Args: x: [N, H, W, C] float32 or bfloat16 (the shift is computed in float32).
+    Returns: same shape and dtype.
+    """
+    variables = batch_norm_variables(name, x.get_shape().as_list()[-1])
+    y = tf.nn.bias_add(x, tf.cast(batch_norm_affine(*variables)[1], x.dtype))
+    return tf.nn.relu(y) if relu else y
+
+
+def fold_batch_norm_scale(kernel, bn_variables):
+    """The op that multiplies a convolution's kernel [k, k, C_in, C] (a variable) by the
+    scale of the frozen batch norm that follows it (per output channel; bn_variables in
+    batch_norm_variables' order), for folded_batch_norm. Run it once, after the weights are
+    restored: it changes the variable.
+    """
+    return tf1.assign(kernel, kernel * batch_norm_affine(*bn_variables)[0])
 
 
 def global_batch_moments(x):

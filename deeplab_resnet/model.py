@@ -33,6 +33,43 @@ def block_names(num_blocks):
     return ['a'] + ['b%d' % i for i in range(1, num_blocks)]
 
 
+def conv_bn_names(block, branch):
+    """Caffe's names of a block's convolution and of the batch norm after it:
+    ('res4b3_branch2a', 'bn4b3_branch2a') for block '4b3', branch '2a'."""
+    return 'res%s_branch%s' % (block, branch), 'bn%s_branch%s' % (block, branch)
+
+
+def conv_bn_pairs():
+    """Every (convolution, batch norm) name pair of the network, the batch norm right after
+    its convolution: ('conv1', 'bn_conv1'), then each block's branch1 (first blocks), 2a,
+    2b, 2c."""
+    yield 'conv1', 'bn_conv1'
+    for stage in RESNET101_STAGES:
+        for i, block in enumerate(block_names(stage.blocks)):
+            block = '%d%s' % (stage.index, block)
+            for branch in (('1', '2a', '2b', '2c') if i == 0 else ('2a', '2b', '2c')):
+                yield conv_bn_names(block, branch)
+
+
+def fold_batch_norm_op(variables):
+    """The op that folds every frozen batch norm's scale into its convolution's kernel, for
+    a network built with fold_batch_norm=True: run it once, right after the weights are
+    restored (it changes the kernels in place). The kernels are folded one after another,
+    so that only one scaled copy exists at a time.
+
+    Args: variables: the network's variables (checkpoints.model_variables()).
+    Returns: an op.
+    """
+    by_name = dict((variable_name(v), v) for v in variables)
+    folded = []
+    for conv, bn in conv_bn_pairs():
+        with tf.control_dependencies(folded[-1:]):
+            folded.append(layers.fold_batch_norm_scale(
+                by_name[conv + '/weights'],
+                [by_name['%s/%s' % (bn, part)] for part in layers.BN_VARIABLES]))
+    return tf.group(*folded)
+
+
 def is_aspp_variable(name):
     """True for the classifier (ASPP) variables, those that depend on the class count."""
     return name.startswith(ASPP_PREFIX)
@@ -61,6 +98,9 @@ class DeepLabResNetModel(object):
       bn_decay: decay of those moving averages (float or scalar tensor), BN_DECAY by default.
       sync_batch_norm: with is_training under a tf.distribute strategy, batch statistics over
         the global batch (layers.global_batch_moments).
+      fold_batch_norm: inference only: each batch norm is only its shift, its scale being in
+        the preceding convolution's kernel once fold_batch_norm_op has run (one pass less
+        over every activation). layers['conv1'] etc. are then the scaled convolutions.
     Attributes:
       update_ops: the moving-average updates this instance made (empty unless is_training and
         update_moving_stats).
@@ -71,8 +111,11 @@ class DeepLabResNetModel(object):
     """
 
     def __init__(self, inputs, is_training=False, num_classes=21, update_moving_stats=True,
-                 bn_decay=BN_DECAY, sync_batch_norm=False):
+                 bn_decay=BN_DECAY, sync_batch_norm=False, fold_batch_norm=False):
+        if fold_batch_norm and is_training:
+            raise ValueError('fold_batch_norm is for inference (is_training=False)')
         self.is_training = is_training
+        self.fold_batch_norm = fold_batch_norm
         self.sync_batch_norm = sync_batch_norm
         self.update_ops = []
         self.num_classes = num_classes
@@ -95,37 +138,35 @@ class DeepLabResNetModel(object):
         self.layers[name] = tensor
         return tensor
 
-    def _bn(self, x, name, relu):
-        return self._add(name, layers.batch_norm(
-            x, name, self.is_training, relu=relu,
+    def _conv_bn(self, x, conv, bn, relu, kernel, filters, **conv_args):
+        """Convolution `conv` (layers.conv2d) then batch norm `bn`, optionally ReLU."""
+        x = self._add(conv, layers.conv2d(x, conv, kernel, filters, **conv_args))
+        if self.fold_batch_norm:
+            return self._add(bn, layers.folded_batch_norm(x, bn, relu=relu))
+        return self._add(bn, layers.batch_norm(
+            x, bn, self.is_training, relu=relu,
             update_moving_stats=self.update_moving_stats, decay=self.bn_decay,
             updates=self.update_ops, sync=self.sync_batch_norm))
 
     def _stem(self, x):
-        x = self._add('conv1', layers.conv2d(x, 'conv1', 7, 64, stride=2, pad=3))
-        x = self._bn(x, 'bn_conv1', relu=True)
+        x = self._conv_bn(x, 'conv1', 'bn_conv1', True, 7, 64, stride=2, pad=3)
         return self._add('pool1', layers.max_pool_ceil(x, 3, 2, 1))
 
     def _bottleneck(self, x, block, stage, first):
         """res<block>: 1x1 (stride) -> 3x3 (dilation) -> 1x1, plus the shortcut."""
         out_channels = 4 * stage.bottleneck
         stride = stage.stride if first else 1
+        shortcut = x
         if first:
-            shortcut = self._add('res%s_branch1' % block, layers.conv2d(
-                x, 'res%s_branch1' % block, 1, out_channels, stride=stride))
-            shortcut = self._bn(shortcut, 'bn%s_branch1' % block, relu=False)
-        else:
-            shortcut = x
-        y = self._add('res%s_branch2a' % block, layers.conv2d(
-            x, 'res%s_branch2a' % block, 1, stage.bottleneck, stride=stride))
-        y = self._bn(y, 'bn%s_branch2a' % block, relu=True)
-        y = self._add('res%s_branch2b' % block, layers.conv2d(
-            y, 'res%s_branch2b' % block, 3, stage.bottleneck, pad=stage.dilation,
-            dilation=stage.dilation))
-        y = self._bn(y, 'bn%s_branch2b' % block, relu=True)
-        y = self._add('res%s_branch2c' % block, layers.conv2d(
-            y, 'res%s_branch2c' % block, 1, out_channels))
-        y = self._bn(y, 'bn%s_branch2c' % block, relu=False)
+            shortcut = self._conv_bn(x, *conv_bn_names(block, '1'), relu=False, kernel=1,
+                                     filters=out_channels, stride=stride)
+        y = self._conv_bn(x, *conv_bn_names(block, '2a'), relu=True, kernel=1,
+                          filters=stage.bottleneck, stride=stride)
+        y = self._conv_bn(y, *conv_bn_names(block, '2b'), relu=True, kernel=3,
+                          filters=stage.bottleneck, pad=stage.dilation,
+                          dilation=stage.dilation)
+        y = self._conv_bn(y, *conv_bn_names(block, '2c'), relu=False, kernel=1,
+                          filters=out_channels)
         y = self._add('res%s' % block, shortcut + y)
         return self._add('res%s_relu' % block, tf.nn.relu(y))
 

@@ -31,7 +31,8 @@ def _bfloat16_getter(getter, name, *args, **kwargs):
 
 
 def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCALES,
-                       bn_decay=BN_DECAY, sync_batch_norm=False, precision='float32'):
+                       bn_decay=BN_DECAY, sync_batch_norm=False, precision='float32',
+                       fold_batch_norm=False):
     """Builds one DeepLab tower per scale; variables are created by the first and shared.
 
     Args:
@@ -44,6 +45,8 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
       precision: 'float32', or 'bfloat16': the towers compute in bfloat16 (inputs and
         convolution weights cast inside the graph; batch-norm statistics in float32); the
         logits are float32 either way.
+      fold_batch_norm: inference with the batch-norm scales folded into the kernels
+        (model.fold_batch_norm_op must run once after the weights are restored).
     Returns: MSCOutput. Only the first tower updates batch-norm moving averages.
     """
     size = tf.shape(images)[1:3]
@@ -56,7 +59,8 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
             net = DeepLabResNetModel({'data': tf.cast(inputs, PRECISION_DTYPES[precision])},
                                      is_training=is_training, num_classes=num_classes,
                                      update_moving_stats=(i == 0), bn_decay=bn_decay,
-                                     sync_batch_norm=sync_batch_norm)
+                                     sync_batch_norm=sync_batch_norm,
+                                     fold_batch_norm=fold_batch_norm)
         nets.append(net)
         per_scale.append(tf.cast(net.logits, tf.float32))
     fused = per_scale[0]
@@ -67,23 +71,27 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
     return MSCOutput(fused, per_scale, nets)
 
 
-def predict_probs(images, num_classes, scales=(1.0,), flip=False, precision='float32'):
+def predict_probs(images, num_classes, scales=(1.0,), flip=False, precision='float32',
+                  fold_batch_norm=False):
     """Inference at full resolution.
 
     Args:
       images: [N, H, W, 3] float32, BGR, mean-subtracted (dynamic size).
       flip: average the logits with those of the mirrored images (mirrored back).
       precision: 'float32' or 'bfloat16' (multi_scale_logits).
+      fold_batch_norm: see multi_scale_logits.
     Returns: (probs [N, H, W, C] float32 softmax of the fused logits upsampled bilinearly to
       the image size, labels [N, H, W] int32 argmax).
     """
     size = tf.shape(images)[1:3]
     logits = resize_bilinear(multi_scale_logits(images, num_classes, False, scales,
-                                                precision=precision).fused, size)
+                                                precision=precision,
+                                                fold_batch_norm=fold_batch_norm).fused, size)
     if flip:
         with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
             mirrored = multi_scale_logits(tf.reverse(images, [2]), num_classes, False, scales,
-                                          precision=precision)
+                                          precision=precision,
+                                          fold_batch_norm=fold_batch_norm)
         logits = 0.5 * (logits + tf.reverse(resize_bilinear(mirrored.fused, size), [2]))
     probs = tf.nn.softmax(logits)
     return probs, tf.argmax(logits, axis=3, output_type=tf.int32)

@@ -8,12 +8,21 @@ import collections
 import numpy as np
 import tensorflow as tf
 
-from deeplab_resnet import checkpoints, msc
+from deeplab_resnet import checkpoints, model, msc
 from deeplab_resnet.constants import IMG_MEAN_BGR
 from deeplab_resnet.image_reader import preprocess_image
 from deeplab_resnet.utils import session_config
 
 tf1 = tf.compat.v1
+
+
+def restore_folded(sess, prefix):
+    """Loads a checkpoint into a network built with fold_batch_norm=True (msc.predict_probs)
+    and folds its batch norms (model.fold_batch_norm_op), once."""
+    variables = checkpoints.model_variables()
+    sess.run(tf1.variables_initializer(variables))
+    checkpoints.restore_variables(sess, prefix, variables)
+    sess.run(model.fold_batch_norm_op(variables))
 
 
 class Predictor(object):
@@ -40,12 +49,11 @@ class Predictor(object):
         with self.graph.as_default():
             self.rgb = tf1.placeholder(tf.uint8, [None, None, 3], name='image_rgb')
             images = preprocess_image(self.rgb[None], img_mean)
-            probs, labels = msc.predict_probs(images, num_classes, scales, flip, precision)
+            probs, labels = msc.predict_probs(images, num_classes, scales, flip, precision,
+                                              fold_batch_norm=True)
             self.probs, self.labels = probs[0], labels[0]
             self.sess = tf1.Session(config=session_config(threads))
-            self.sess.run(tf1.global_variables_initializer())
-            checkpoints.restore_variables(self.sess, self.prefix,
-                                          checkpoints.model_variables())
+            restore_folded(self.sess, self.prefix)
         self.graph.finalize()
 
     def predict(self, rgb, want_probs=False):

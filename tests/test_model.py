@@ -9,6 +9,7 @@ import caffe_reference as ref
 from deeplab_resnet import layers, model
 from deeplab_resnet.constants import BN_DECAY, BN_EPSILON
 from deeplab_resnet.model import DeepLabResNetModel
+from deeplab_resnet.predictor import restore_folded
 
 tf1 = tf.compat.v1
 DATA = os.path.join(os.path.dirname(__file__), 'data')
@@ -222,3 +223,35 @@ def test_dilated_convolution_gradient(dilation):
     np.testing.assert_allclose(out, ref_out, atol=1e-4)
     for a, b in zip(g, g_ref):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_folded_batch_norm_gives_the_same_logits(net_session, tmp_path):
+    """A network built with fold_batch_norm, restored from the same weights and folded, gives
+    the logits of the unfolded one; a folded kernel is w * gamma / sqrt(var + eps)."""
+    sess, images, net = net_session
+    prefix = str(tmp_path / 'model.ckpt')
+    with sess.graph.as_default():
+        tf1.train.Saver().save(sess, prefix)
+    x = np.random.RandomState(5).uniform(-100, 100, (1, 57, 43, 3)).astype(np.float32)
+    want = sess.run(net.logits, {images: x})
+    w, gamma, var = [_tf_value(sess, n) for n in ('res4b7_branch2b/weights',
+                                                  'bn4b7_branch2b/gamma',
+                                                  'bn4b7_branch2b/moving_variance')]
+    with tf.Graph().as_default():
+        folded_images = tf1.placeholder(tf.float32, [1, None, None, 3])
+        folded = DeepLabResNetModel({'data': folded_images}, num_classes=21,
+                                    fold_batch_norm=True)
+        with tf1.Session() as folded_sess:
+            restore_folded(folded_sess, prefix)
+            got = folded_sess.run(folded.logits, {folded_images: x})
+            kernel = _tf_value(folded_sess, 'res4b7_branch2b/weights')
+    np.testing.assert_allclose(kernel, w * gamma / np.sqrt(var + BN_EPSILON), rtol=1e-5)
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
+
+
+def test_fold_batch_norm_is_for_inference_only():
+    with tf.Graph().as_default():
+        with pytest.raises(ValueError, match='inference'):
+            DeepLabResNetModel({'data': tf1.placeholder(tf.float32, [1, 33, 33, 3])},
+                               is_training=True, fold_batch_norm=True)
