@@ -252,7 +252,8 @@ def build_specs(args):
     ns = argparse.Namespace(quick=args.quick, sizes=args.sizes, scales=args.scales,
                             precision='float32', mode='all', threads=args.threads,
                             grappler=False, warmup=args.warmup, repeats=args.repeats,
-                            train_size='321x321', unfolded_bn=False)
+                            train_size='321x321', unfolded_bn=False,
+                            unfused=False)
     wanted = {'gemm', 'infer', 'train'} if args.mode == 'all' else {'gemm', args.mode}
     specs = []
     for spec in speed.build_specs(ns):

@@ -3,7 +3,8 @@
 
     python benchmarks/speed.py [--sizes 321x321,513x513,375x500] [--scales 1.0|1.0,0.75,0.5]
         [--mode infer|train|pipeline|crf|all] [--threads N] [--json OUT] [--quick]
-        [--grappler] [--precision float32,bfloat16,amp] [--unfolded-bn] [--repeats 7]
+        [--grappler] [--precision float32,bfloat16,amp] [--unfolded-bn] [--unfused]
+        [--repeats 7]
 
 Prints one table and (with --json) writes every number. Random weights, generated inputs;
 nothing is downloaded or read from disk except what the script writes to a temp dir.
@@ -12,9 +13,10 @@ Cases (each in a child process, so each has its own peak RSS, unless --in-proces
   gemm      a [2048, 2048] x [2048, 2048] float32 matmul (bfloat16 too when a bfloat16 case
             runs) in a session with the same thread settings: the machine's measured peak,
             against which the network's achieved GFLOP/s is given as a fraction.
-  infer     Predictor's graph (msc.predict_probs with batch norm folded into the kernels,
-            unless --unfolded-bn; labels fetched; the probabilities too with the spec's
-            fetch_probs) on a fixed-size float placeholder, per size and scale set: images / s.
+  infer     Predictor's graph and session (msc.predict_probs with batch norm folded into
+            the kernels unless --unfolded-bn, fused convolutions unless --unfused; labels
+            fetched; the probabilities too with the spec's fetch_probs) on a fixed-size float
+            placeholder, per size and scale set: images / s.
   train     one step of the default recipe (msc_loss over 3 towers, frozen BN, momentum SGD
             with the 1x/10x/20x groups, weight decay, grad-update-every 1), 321x321, batch 1,
             inputs fed: steps / s (= images / s).
@@ -127,7 +129,8 @@ def session_config(spec):
     from deeplab_resnet.utils import session_config as base
     precision = spec.get('precision', 'float32')
     grappler = spec['grappler'] or precision == 'amp'
-    config = base(spec['threads'], optimize_graph=grappler)
+    config = base(spec['threads'], optimize_graph=grappler,
+                  fuse_ops=spec.get('kind') == 'infer' and spec.get('fuse_ops', True))
     if precision == 'amp':
         opts = config.graph_options.rewrite_options
         opts.auto_mixed_precision_onednn_bfloat16 = \
@@ -422,7 +425,7 @@ def build_specs(args):
     precisions = [p for p in args.precision.split(',') if p]
     modes = ['infer', 'train', 'pipeline', 'crf'] if args.mode == 'all' else [args.mode]
     common = dict(threads=args.threads, grappler=args.grappler,
-                  fold_batch_norm=not args.unfolded_bn,
+                  fold_batch_norm=not args.unfolded_bn, fuse_ops=not args.unfused,
                   warmup=quick.get('warmup', args.warmup),
                   repeats=quick.get('repeats', args.repeats))
     specs = []
@@ -549,6 +552,10 @@ def main(argv=None):
     p.add_argument('--unfolded-bn', action='store_true',
                    help='inference with batch norm as its own multiply-add (the training '
                         "graph's form) instead of folded into the kernels, as the scripts run")
+    p.add_argument('--unfused', action='store_true',
+                   help="inference sessions without the Grappler passes that fuse each "
+                        "convolution with its bias, add and ReLU (utils.session_config's "
+                        "fuse_ops, which the scripts use)")
     p.add_argument('--repeats', type=int, default=7, help='timed runs (default %(default)s)')
     p.add_argument('--warmup', type=int, default=1, help='warm-up runs (default %(default)s)')
     p.add_argument('--quick', action='store_true',
