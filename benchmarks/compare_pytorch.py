@@ -253,7 +253,7 @@ def build_specs(args):
                             precision='float32', mode='all', threads=args.threads,
                             grappler=False, warmup=args.warmup, repeats=args.repeats,
                             train_size='321x321', unfolded_bn=False,
-                            unfused=False)
+                            plain_session=False)
     wanted = {'gemm', 'infer', 'train'} if args.mode == 'all' else {'gemm', args.mode}
     specs = []
     for spec in speed.build_specs(ns):

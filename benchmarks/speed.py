@@ -3,7 +3,7 @@
 
     python benchmarks/speed.py [--sizes 321x321,513x513,375x500] [--scales 1.0|1.0,0.75,0.5]
         [--mode infer|train|pipeline|crf|all] [--threads N] [--json OUT] [--quick]
-        [--grappler] [--precision float32,bfloat16,amp] [--unfolded-bn] [--unfused]
+        [--grappler] [--precision float32,bfloat16,amp] [--unfolded-bn] [--plain-session]
         [--repeats 7]
 
 Prints one table and (with --json) writes every number. Random weights, generated inputs;
@@ -14,9 +14,9 @@ Cases (each in a child process, so each has its own peak RSS, unless --in-proces
             runs) in a session with the same thread settings: the machine's measured peak,
             against which the network's achieved GFLOP/s is given as a fraction.
   infer     Predictor's graph and session (msc.predict_probs with batch norm folded into
-            the kernels unless --unfolded-bn, fused convolutions unless --unfused; labels
-            fetched; the probabilities too with the spec's fetch_probs) on a fixed-size float
-            placeholder, per size and scale set: images / s.
+            the kernels unless --unfolded-bn; session_config(inference=True) unless
+            --plain-session; labels fetched, the probabilities too with the spec's
+            fetch_probs) on a fixed-size float placeholder, per size and scale set: images / s.
   train     one step of the default recipe (msc_loss over 3 towers, frozen BN, momentum SGD
             with the 1x/10x/20x groups, weight decay, grad-update-every 1), 321x321, batch 1,
             inputs fed: steps / s (= images / s).
@@ -130,7 +130,7 @@ def session_config(spec):
     precision = spec.get('precision', 'float32')
     grappler = spec['grappler'] or precision == 'amp'
     config = base(spec['threads'], optimize_graph=grappler,
-                  fuse_ops=spec.get('kind') == 'infer' and spec.get('fuse_ops', True))
+                  inference=spec.get('kind') == 'infer' and spec.get('inference_session', True))
     if precision == 'amp':
         opts = config.graph_options.rewrite_options
         opts.auto_mixed_precision_onednn_bfloat16 = \
@@ -425,7 +425,8 @@ def build_specs(args):
     precisions = [p for p in args.precision.split(',') if p]
     modes = ['infer', 'train', 'pipeline', 'crf'] if args.mode == 'all' else [args.mode]
     common = dict(threads=args.threads, grappler=args.grappler,
-                  fold_batch_norm=not args.unfolded_bn, fuse_ops=not args.unfused,
+                  fold_batch_norm=not args.unfolded_bn,
+                  inference_session=not args.plain_session,
                   warmup=quick.get('warmup', args.warmup),
                   repeats=quick.get('repeats', args.repeats))
     specs = []
@@ -552,10 +553,10 @@ def main(argv=None):
     p.add_argument('--unfolded-bn', action='store_true',
                    help='inference with batch norm as its own multiply-add (the training '
                         "graph's form) instead of folded into the kernels, as the scripts run")
-    p.add_argument('--unfused', action='store_true',
-                   help="inference sessions without the Grappler passes that fuse each "
-                        "convolution with its bias, add and ReLU (utils.session_config's "
-                        "fuse_ops, which the scripts use)")
+    p.add_argument('--plain-session', action='store_true',
+                   help="inference sessions configured as training's (Grappler off, 2 "
+                        "inter-op threads) instead of utils.session_config(inference=True), "
+                        "the scripts' (fused convolutions, 1 inter-op thread)")
     p.add_argument('--repeats', type=int, default=7, help='timed runs (default %(default)s)')
     p.add_argument('--warmup', type=int, default=1, help='warm-up runs (default %(default)s)')
     p.add_argument('--quick', action='store_true',

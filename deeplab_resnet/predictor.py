@@ -52,7 +52,7 @@ class Predictor(object):
             probs, labels = msc.predict_probs(images, num_classes, scales, flip, precision,
                                               fold_batch_norm=True)
             self.probs, self.labels = probs[0], labels[0]
-            self.sess = tf1.Session(config=session_config(threads, fuse_ops=True))
+            self.sess = tf1.Session(config=session_config(threads, inference=True))
             restore_folded(self.sess, self.prefix)
         self.graph.finalize()
 
