@@ -240,10 +240,15 @@ def batch_norm_variables(name, channels):
     return beta, gamma, mean, var
 
 
+def batch_norm_scale(gamma, var):
+    """The scale of frozen batch norm: gamma / sqrt(var + epsilon), [C] float32."""
+    return gamma * tf.math.rsqrt(var + BN_EPSILON)
+
+
 def batch_norm_affine(beta, gamma, mean, var):
     """Batch norm as y = x * scale + shift: (scale, shift), each [C] float32 (the arguments
     in batch_norm_variables' order)."""
-    scale = gamma * tf.math.rsqrt(var + BN_EPSILON)
+    scale = batch_norm_scale(gamma, var)
     return scale, beta - mean * scale
 
 
@@ -260,13 +265,12 @@ def folded_batch_norm(x, name, relu=False):
     return tf.nn.relu(y) if relu else y
 
 
-def fold_batch_norm_scale(kernel, bn_variables):
+def fold_batch_norm_scale(kernel, gamma, moving_variance):
     """The op that multiplies a convolution's kernel [k, k, C_in, C] (a variable) by the
-    scale of the frozen batch norm that follows it (per output channel; bn_variables in
-    batch_norm_variables' order), for folded_batch_norm. Run it once, after the weights are
-    restored: it changes the variable.
+    scale of the frozen batch norm that follows it (per output channel), for
+    folded_batch_norm. Run it once, after the weights are restored: it changes the variable.
     """
-    return tf1.assign(kernel, kernel * batch_norm_affine(*bn_variables)[0])
+    return tf1.assign(kernel, kernel * batch_norm_scale(gamma, moving_variance))
 
 
 def global_batch_moments(x):

@@ -65,8 +65,8 @@ def fold_batch_norm_op(variables):
     for conv, bn in conv_bn_pairs():
         with tf.control_dependencies(folded[-1:]):
             folded.append(layers.fold_batch_norm_scale(
-                by_name[conv + '/weights'],
-                [by_name['%s/%s' % (bn, part)] for part in layers.BN_VARIABLES]))
+                by_name[conv + '/weights'], by_name[bn + '/gamma'],
+                by_name[bn + '/moving_variance']))
     return tf.group(*folded)
 
 

@@ -18,9 +18,10 @@ tf1 = tf.compat.v1
 
 def restore_folded(sess, prefix):
     """Loads a checkpoint into a network built with fold_batch_norm=True (msc.predict_probs)
-    and folds its batch norms (model.fold_batch_norm_op), once."""
+    and folds its batch norms (model.fold_batch_norm_op), once. Every network variable comes
+    from the checkpoint (restore_variables refuses one that lacks any), so none is
+    initialised first."""
     variables = checkpoints.model_variables()
-    sess.run(tf1.variables_initializer(variables))
     checkpoints.restore_variables(sess, prefix, variables)
     sess.run(model.fold_batch_norm_op(variables))
 
