@@ -29,7 +29,8 @@ Inputs are random with a fixed seed (speed.random_images / random_labels, the sa
 both frameworks), weights random (He), nothing is downloaded. Rates are the median over
 --repeats runs after --warmup runs. FLOPs are those of the TensorFlow graph (speed.count_flops,
 multiply-add = 2); both frameworks' GFLOP/s are computed on those same FLOPs. Threads:
-TensorFlow intra-op = --threads, inter-op 2 (speed.session_config, as the project's scripts);
+TensorFlow intra-op = --threads, inter-op 1 for inference and 2 for training
+(speed.session_config, as the project's scripts);
 PyTorch torch.set_num_threads(--threads), torch.set_num_interop_threads(1).
 
 What the PyTorch model IS: benchmarks/pytorch_model.py (DeepLabV2ResNet101 and MSC),
@@ -573,8 +574,9 @@ def run_meta(args):
     PyTorch children's environment) and its warnings (a busy machine)."""
     meta = dict(command=' '.join([os.path.basename(sys.executable)] + sys.argv),
                 argv=sys.argv[1:], quick=args.quick, threads=args.threads,
-                tensorflow_inter_op_threads=2, pytorch_interop_threads=1,
-                cpu=speed.cpu_model(), cpu_count=os.cpu_count(),
+                tensorflow_inter_op_threads='1 (inference), 2 (training)',
+                pytorch_interop_threads=1,
+                cpu=speed.cpu_model(), cpu_count=os.cpu_count(), cpu_flags=speed.cpu_features(),
                 python=platform.python_version(), torch=torch_version(),
                 load_average_start=speed.load_average(),
                 started=time.strftime('%Y-%m-%dT%H:%M:%S'),
@@ -628,6 +630,7 @@ def print_report(rows, meta, args):
           'TensorFlow, NumPy (%s) and PyTorch: %.1f GFLOP/s; spread: slowest / fastest timed '
           'run (well above 1: the machine was busy).' % _gemm_peak_text(rows))
     pt_env = meta['pytorch_child_environment']
+    print(speed.cpu_line(meta))
     print('threads %d; TensorFlow %s, PyTorch %s%s; %s' % (
         args.threads, meta['tensorflow'], meta['torch'],
         ' (with %s)' % ' '.join('%s=%s' % kv for kv in pt_env.items()) if pt_env else '',

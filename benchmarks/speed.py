@@ -490,15 +490,41 @@ def load_average():
         return None
 
 
+CPU_FEATURES = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile', 'amx_bf16')
+"""The CPU flags that decide the fast paths (oneDNN's kernels, bfloat16), reported with every
+run: the same figures mean little across CPUs."""
+
+
 def cpu_model():
+    """'AMD EPYC (family 25 model 17)': /proc/cpuinfo's model name, family and model."""
+    fields = {}
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
+                key, _, value = line.partition(':')
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor()
+        return platform.processor()
+    if 'cpu family' in fields and 'model' in fields:
+        return '%s (family %s model %s)' % (fields.get('model name', '?'), fields['cpu family'],
+                                            fields['model'])
+    return fields.get('model name') or platform.processor()
+
+
+def cpu_features():
+    """{flag: present} for CPU_FEATURES."""
+    from deeplab_resnet.precision import cpu_flags
+    flags = cpu_flags()
+    return dict((f, f in flags) for f in CPU_FEATURES)
+
+
+def cpu_line(meta):
+    """'CPU: <model>, N cores; flags: avx2 ... (none of: amx_tile ...)' from meta."""
+    have = [f for f in CPU_FEATURES if meta['cpu_flags'].get(f)]
+    lack = [f for f in CPU_FEATURES if not meta['cpu_flags'].get(f)]
+    return 'CPU: %s, %s cores; flags: %s%s' % (
+        meta['cpu'], meta['cpu_count'], ' '.join(have) or 'none of ' + ' '.join(CPU_FEATURES),
+        ' (none of: %s)' % ' '.join(lack) if have and lack else '')
 
 
 def format_table(results):
@@ -580,6 +606,7 @@ def main(argv=None):
     meta = dict(command=' '.join([os.path.basename(sys.executable)] + sys.argv),
                 argv=sys.argv[1:], quick=args.quick, threads=args.threads,
                 grappler=args.grappler, cpu=cpu_model(), cpu_count=os.cpu_count(),
+                cpu_flags=cpu_features(),
                 python=platform.python_version(), load_average_start=load_average(),
                 started=time.strftime('%Y-%m-%dT%H:%M:%S'))
     meta['isolated'] = isolated = not (args.in_process or args.quick)
@@ -591,6 +618,7 @@ def main(argv=None):
     meta['load_average_end'] = load_average()
     meta['tensorflow'] = next((r['tensorflow'] for r in results if r.get('tensorflow')), None)
     print(format_table(results))
+    print(cpu_line(meta))
     print(load_average_line(meta))
     write_json(args.json, meta, results)
     return 0
