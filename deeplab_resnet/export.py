@@ -3,8 +3,8 @@
 The graph is Predictor's (uint8 RGB [H, W, 3] -> BGR minus the mean -> msc.predict_probs with
 the given scales and flip, batch norm folded into the kernels), restored from the checkpoint
 in a tf.compat.v1 Session and saved with tf.compat.v1.saved_model.Builder under one signature.
-Its variables are therefore not a training checkpoint: the kernels hold the batch-norm scales. It loads in plain eager TensorFlow 2,
-with no tf.compat.v1 call::
+Its variables are therefore not a training checkpoint: the kernels hold the batch-norm scales.
+It loads in plain eager TensorFlow 2, with no tf.compat.v1 call::
 
     import tensorflow as tf
     model = tf.saved_model.load(DIR)               # keep `model` referenced while in use
@@ -24,10 +24,10 @@ import shutil
 import tensorflow as tf
 
 from deeplab_resnet import checkpoints, msc
-from deeplab_resnet.predictor import restore_folded
 from deeplab_resnet.constants import CHANNEL_ORDER, IMG_MEAN_BGR
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.image_reader import preprocess_image
+from deeplab_resnet.predictor import restore_folded
 
 tf1 = tf.compat.v1
 

@@ -33,6 +33,10 @@ def block_names(num_blocks):
     return ['a'] + ['b%d' % i for i in range(1, num_blocks)]
 
 
+STEM_CONV_BN = ('conv1', 'bn_conv1')
+"""The stem's convolution and batch norm."""
+
+
 def conv_bn_names(block, branch):
     """Caffe's names of a block's convolution and of the batch norm after it:
     ('res4b3_branch2a', 'bn4b3_branch2a') for block '4b3', branch '2a'."""
@@ -43,7 +47,7 @@ def conv_bn_pairs():
     """Every (convolution, batch norm) name pair of the network, the batch norm right after
     its convolution: ('conv1', 'bn_conv1'), then each block's branch1 (first blocks), 2a,
     2b, 2c."""
-    yield 'conv1', 'bn_conv1'
+    yield STEM_CONV_BN
     for stage in RESNET101_STAGES:
         for i, block in enumerate(block_names(stage.blocks)):
             block = '%d%s' % (stage.index, block)
@@ -149,7 +153,7 @@ class DeepLabResNetModel(object):
             updates=self.update_ops, sync=self.sync_batch_norm))
 
     def _stem(self, x):
-        x = self._conv_bn(x, 'conv1', 'bn_conv1', True, 7, 64, stride=2, pad=3)
+        x = self._conv_bn(x, *STEM_CONV_BN, relu=True, kernel=7, filters=64, stride=2, pad=3)
         return self._add('pool1', layers.max_pool_ceil(x, 3, 2, 1))
 
     def _bottleneck(self, x, block, stage, first):
