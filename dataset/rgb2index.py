@@ -8,7 +8,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from deeplab_resnet.colormap import IGNORE_COLOUR, make_palette
+from deeplab_resnet.colormap import (IGNORE_COLOUR, make_palette, pack_rgb,  # noqa: F401
+                                     read_palette_file)
 from deeplab_resnet.constants import IGNORE_LABEL, NUM_CLASSES_VOC
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.imageio import write_index_png
@@ -30,47 +31,6 @@ def default_palette(num_classes=NUM_CLASSES_VOC):
     return colours, indices
 
 
-def read_palette_file(path):
-    """A palette file: one 'R G B' line per class, in class order ('R G B INDEX' gives the
-    index explicitly, e.g. '224 224 192 255' for void). Commas are allowed, '#' starts a
-    comment.
-
-    Returns: (colours [K, 3] uint8, indices [K] uint8).
-    """
-    if not os.path.isfile(path):
-        raise InputError('%s: palette file not found' % path)
-    colours, indices = [], []
-    with open(path, encoding='utf-8', errors='replace') as f:
-        for number, raw in enumerate(f, 1):
-            line = raw.split('#', 1)[0].replace(',', ' ').strip()
-            if not line:
-                continue
-            try:
-                values = [int(x) for x in line.split()]
-            except ValueError:
-                values = []
-            if len(values) not in (3, 4) or not all(0 <= x <= 255 for x in values):
-                raise InputError('%s:%d: expected "R G B" or "R G B INDEX" with values in '
-                                 '0..255, got %r' % (path, number, raw.strip()))
-            colours.append(values[:3])
-            indices.append(values[3] if len(values) == 4 else len(indices))
-    if not colours:
-        raise InputError('%s: the palette is empty' % path)
-    colours = np.array(colours, dtype=np.uint8)
-    packed = _pack(colours)
-    if len(np.unique(packed)) != len(packed):
-        dup = [tuple(int(x) for x in c) for c, n in
-               zip(*np.unique(colours, axis=0, return_counts=True)) if n > 1]
-        raise InputError('%s: colour(s) listed more than once: %s'
-                         % (path, bad_values_text(dup, MAX_COLOURS_SHOWN)))
-    return colours, np.array(indices, dtype=np.uint8)
-
-
-def _pack(rgb):
-    rgb = np.asarray(rgb).astype(np.int32)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-
-
 def rgb_to_index(rgb, colours, indices, unknown_to_ignore=False):
     """[H, W, 3] colour mask -> [H, W] uint8 indices, by packing RGB to int24 and looking up.
 
@@ -78,8 +38,8 @@ def rgb_to_index(rgb, colours, indices, unknown_to_ignore=False):
       the palette, most frequent first; those pixels are IGNORE_LABEL when unknown_to_ignore,
       else the labels returned are None.
     """
-    packed = _pack(rgb)
-    keys = _pack(colours)
+    packed = pack_rgb(rgb)
+    keys = pack_rgb(colours)
     order = np.argsort(keys)
     keys, values = keys[order], np.asarray(indices, dtype=np.uint8)[order]
     pos = np.clip(np.searchsorted(keys, packed), 0, len(keys) - 1)
