@@ -5,6 +5,12 @@
       train_aug.txt (10,582 on the real data), train.txt (1,464), val.txt (1,449) and, when VOC
       has ImageSets/Segmentation/test.txt, test.txt (image-only lines).
 
+  python -m dataset.tools cityscapes|ade20k|cocostuff164k|cocostuff10k --root ROOT [--out DIR]
+      Converts a download as it unpacks (docs/datasets.md): index PNGs of the mapped labels,
+      the lists (cityscapes train/val/test, ade20k train/val, cocostuff164k train/val,
+      cocostuff10k train/test) and dataset.json (--dataset FILE of the scripts) in DIR
+      (default ROOT/deeplab); a second run skips the labels already written.
+
   python -m dataset.tools rgb2index --in DIR_OR_FILE --out DIR [--palette FILE]
       Converts RGB colour masks to index PNGs (VOC palette by default; void -> 255).
 
@@ -15,12 +21,13 @@ Every list is in the format of deeplab_resnet.datalist: 'image_path label_path' 
 paths relative to the data directory (a leading '/' does not make them absolute).
 
 This module is the command line only; the work of each command is in its own module:
-dataset.voc_aug, dataset.rgb2index, dataset.check.
+dataset.voc_aug, dataset.rgb2index, dataset.check, and dataset.convert (the one conversion path)
+with one description per dataset: dataset.cityscapes, dataset.ade20k, dataset.cocostuff.
 """
 import argparse
 import sys
 
-from dataset import check, rgb2index, voc_aug
+from dataset import ade20k, check, cityscapes, cocostuff, convert, rgb2index, voc_aug
 from deeplab_resnet.cli import add_num_classes_argument
 from deeplab_resnet.constants import IGNORE_LABEL
 from deeplab_resnet.errors import InputError
@@ -30,6 +37,17 @@ def _cmd_voc(args):
     result = voc_aug.build_voc_aug(args.voc_root, args.sbd_root, args.out,
                                    copy_images=args.copy_images, progress=not args.quiet)
     for line in voc_aug.format_summary(result):
+        print(line)
+    return 0
+
+
+DATASETS = (cityscapes.SPEC, ade20k.SPEC, cocostuff.SPEC_164K, cocostuff.SPEC_10K)
+
+
+def _cmd_dataset(args):
+    result = convert.build(args.spec, args.root, args.out, progress=not args.quiet,
+                           scan=not getattr(args, 'no_scan', False))
+    for line in convert.format_summary(result):
         print(line)
     return 0
 
@@ -87,6 +105,21 @@ def build_parser():
                    help='copy the listed images into --out instead of a symlink')
     p.add_argument('--quiet', action='store_true', help='no progress line')
     p.set_defaults(func=_cmd_voc)
+
+    for spec in DATASETS:
+        p = sub.add_parser(spec.name, help='convert a %s download: labels, lists, dataset.json'
+                           % spec.name)
+        p.add_argument('--root', required=True, help='the download as it unpacks (%s)'
+                       % spec.hint.replace('%', '%%'))
+        p.add_argument('--out', default=None,
+                       help='data directory to write: lists, dataset.json, converted labels, '
+                            'links to ROOT\'s images (default: ROOT/%s)' % convert.DEFAULT_OUT)
+        if not spec.rewrite:
+            p.add_argument('--no-scan', action='store_true',
+                           help='list the stored labels without decoding each to check its '
+                                'values and size')
+        p.add_argument('--quiet', action='store_true', help='no progress line')
+        p.set_defaults(func=_cmd_dataset, spec=spec)
 
     p = sub.add_parser('rgb2index', help='convert RGB colour masks to index PNGs')
     p.add_argument('--in', dest='inp', required=True, help='a colour mask file or a folder')
