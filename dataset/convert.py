@@ -275,7 +275,8 @@ def _label_folder(result):
 
 def format_summary(result):
     """The lines a dataset command prints at the end."""
-    spec, lines = result.spec, ['%s: %s' % (spec.name, result.root)]
+    spec = result.spec
+    lines = ['%s: %s' % (spec.name, result.root)]
     for s in result.splits:
         labelled = sum(p.label is not None for p in s.pairs)
         lines.append('%-6s %7d image(s), %s  %s'
