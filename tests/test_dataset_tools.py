@@ -9,6 +9,7 @@ import scipy.io
 from PIL import Image
 
 from dataset import check, rgb2index, tools, voc_aug
+from deeplab_resnet import descriptor
 from deeplab_resnet.colormap import colourise, voc_palette_flat
 from deeplab_resnet.datalist import load_examples, parse_list
 from deeplab_resnet.errors import InputError
@@ -128,6 +129,13 @@ def test_voc_builds_lists_and_index_pngs(voc_tree, tmp_path, capsys):
             assert np.asarray(Image.open(ex.image)).shape[:2] == got.shape
     # VOC's mask (with its 255 border) is used for 'a', not SBD's.
     assert (_read_png_indices(os.path.join(out, 'SegmentationClassAug', 'a.png')) == 255).any()
+    # dataset.json: VOC's names and colours, each list a split, the data dir the lists use.
+    desc = descriptor.read(os.path.join(out, 'dataset.json'))
+    assert (desc.name, desc.data_dir, desc.num_classes) == ('voc', out, 21)
+    assert desc.class_names[15] == 'person' and desc.palette[15] == [192, 128, 128]
+    assert desc.splits == {n: os.path.join(out, n + '.txt')
+                           for n in ('train_aug', 'train', 'val', 'test')}
+    assert 'descriptor: %s' % desc.path in printed
 
 
 def test_voc_default_out_is_voc_root_and_dataset_dir_accepted(voc_tree):
