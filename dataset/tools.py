@@ -67,6 +67,9 @@ def _cmd_rgb2index(args):
         print('warning: %s: %d pixel(s) of unknown colours set to %d' % (src, n, IGNORE_LABEL),
               file=sys.stderr)
     print('converted %d mask(s) to %s, %d failed' % (len(written), args.out, len(problems)))
+    used = rgb2index.write_used_palette(args.out, colours, indices)
+    print('palette used: %s (pass it as --palette to draw masks in these colours)' % used
+          if used else 'palette used: not written (its classes are not 0..C-1 without gaps)')
     return 2 if problems else 0
 
 
@@ -80,12 +83,21 @@ def _cmd_check(args):
         elif shown[0] == args.max_shown + 1:
             print('problem: ... (further problems counted, not shown)', file=sys.stderr)
 
-    names = check.class_names_for(args.data_dir, args.num_classes, args.class_names)
-    report = check.check_dataset(args.data_dir, args.data_list, args.num_classes,
-                                 args.ignore_label, need_labels=not args.allow_unlabelled,
+    settings = check.resolve_settings(args)
+    report = check.check_dataset(settings.data_dir, settings.data_list, settings.num_classes,
+                                 settings.ignore_label, need_labels=not args.allow_unlabelled,
                                  progress=not args.quiet, on_problem=on_problem)
-    for line in check.format_check_summary(report, names, args.data_list):
+    for line in check.format_check_summary(report, settings.class_names, settings.data_list):
         print(line)
+    if args.write_descriptor:
+        if report.problems:
+            print('descriptor: not written (%d problem(s) first)' % len(report.problems))
+        else:
+            desc = check.write_descriptor(args.write_descriptor, settings, report,
+                                          args.use_data_mean)
+            print('descriptor: %s (img_mean: %s; the data\'s mean kept as data_mean)'
+                  % (desc.path, 'the data\'s (--use-data-mean)' if args.use_data_mean
+                     else 'the network\'s'))
     return 2 if report.problems else 0
 
 
@@ -134,13 +146,28 @@ def build_parser():
     p.set_defaults(func=_cmd_rgb2index)
 
     p = sub.add_parser('check', help='validate a data dir and list before training')
-    p.add_argument('--data-dir', required=True)
-    p.add_argument('--data-list', required=True)
-    add_num_classes_argument(p, None, 'number of classes, background included', required=True)
-    p.add_argument('--ignore-label', type=int, default=IGNORE_LABEL)
+    p.add_argument('--dataset', default=None,
+                   help='dataset.json: data dir, classes, ignore label, names, colours and '
+                        '(without --data-list) its train list; the flags below win')
+    p.add_argument('--data-dir', default=None, help='required without --dataset')
+    p.add_argument('--data-list', default=None, help='required without --dataset')
+    add_num_classes_argument(p, None, 'number of classes, background included (required '
+                                      'without --dataset)')
+    p.add_argument('--ignore-label', type=int, default=None,
+                   help='default: the descriptor\'s, else %d' % IGNORE_LABEL)
     p.add_argument('--class-names', default=None,
-                   help='one name per line (default: DATA_DIR/class_names.txt when it matches, '
-                        'VOC names for 21 classes)')
+                   help='one name per line (default: the descriptor\'s, else '
+                        'DATA_DIR/class_names.txt when it matches, VOC names for 21 classes)')
+    p.add_argument('--write-descriptor', default=None, metavar='FILE',
+                   help='write a dataset.json for this data (when no problem is found): the '
+                        'list as a split named after it, names, colours (--palette, the '
+                        'descriptor\'s or VOC\'s), the measured mean as data_mean')
+    p.add_argument('--palette', default=None,
+                   help='palette file ("R G B [INDEX]" per class) for --write-descriptor')
+    p.add_argument('--use-data-mean', action='store_true',
+                   help='with --write-descriptor: make the data\'s mean the img_mean the '
+                        'network subtracts (default: keep the network\'s Caffe mean, right '
+                        'when fine-tuning from the released weights)')
     p.add_argument('--allow-unlabelled', action='store_true',
                    help='accept image-only lines (a test list)')
     p.add_argument('--max-shown', type=int, default=50,
