@@ -197,12 +197,14 @@ def _check_outputs(root, out, name, expected):
 @pytest.mark.parametrize('name', sorted(CASES))
 def test_conversion_matches_the_definition_pixel_for_pixel(tmp_path, name, capsys):
     root, expected = _tree(tmp_path, name)
-    assert tools.main([name, '--root', root, '--quiet']) == 0
+    assert tools.main([name, '--root', root]) == 0
     out = os.path.join(root, 'deeplab')
     _check_outputs(root, out, name, expected)
-    summary = capsys.readouterr().out
-    assert 'descriptor: %s' % os.path.join(out, 'dataset.json') in summary
-    print(summary)   # shown with -s: the summary on the generated tree
+    captured = capsys.readouterr()
+    assert 'descriptor: %s' % os.path.join(out, 'dataset.json') in captured.out
+    labelled = sum(v is not None for v in expected.values())
+    assert '%s %d/%d ' % (name, labelled, labelled) in captured.err     # the progress line
+    print(captured.out)   # shown with -s: the summary on the generated tree
 
 
 def test_cityscapes_labels_go_beside_the_originals(tmp_path):
