@@ -28,7 +28,6 @@ from PIL import Image
 from deeplab_resnet import descriptor
 from deeplab_resnet.constants import IGNORE_LABEL
 from deeplab_resnet.errors import InputError
-from deeplab_resnet.imageio import read_label
 from deeplab_resnet.labels import bad_values_text, image_size
 from deeplab_resnet.progress import Progress
 
@@ -79,8 +78,19 @@ def require_root(spec, root):
         raise InputError('%s: %s root not found (%s)' % (root, spec.name, spec.hint))
     for rel in spec.required:
         if not os.path.exists(os.path.join(root, rel)):
-            raise InputError('%s: not found, so this is not a %s root (%s)'
-                             % (os.path.join(root, rel), spec.name, spec.hint))
+            raise InputError('%s: not found, so this is not a %s root (%s)%s'
+                             % (os.path.join(root, rel), spec.name, spec.hint,
+                                _did_you_mean(spec, root)))
+
+
+def _did_you_mean(spec, root):
+    """'; did you mean ROOT/SUB?' when a folder inside ROOT is this dataset's root, else ''."""
+    for name in sorted(os.listdir(root)):
+        sub = os.path.join(root, name)
+        if os.path.isdir(sub) and all(os.path.exists(os.path.join(sub, rel))
+                                      for rel in spec.required):
+            return '; did you mean --root %s?' % sub
+    return ''
 
 
 def no_images(where, split, expected):

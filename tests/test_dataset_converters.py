@@ -47,7 +47,9 @@ def _read(path):
 # ---------------------------------------------------------------- generated downloads
 
 def make_cityscapes(root):
-    """leftImg8bit/ + gtFine/ as the zips unpack; returns {image rel path: expected trainIds}."""
+    """leftImg8bit/ + gtFine/ as the zips unpack; returns {image rel path: expected trainIds}.
+    Ids 0..33 only: labelIds PNGs are uint8, and labels.py's -1 (license plate) is never drawn
+    into them."""
     expected = {}
     k = 0
     for split, cities in (('train', ('aachen', 'bremen')), ('val', ('lindau',)),
@@ -288,6 +290,13 @@ def test_root_that_is_not_the_dataset_names_what_is_missing(tmp_path, capsys, na
     assert not os.path.exists(os.path.join(root, 'deeplab'))
 
 
+def test_root_one_level_too_high_says_which_folder(tmp_path, capsys):
+    root, _ = _tree(tmp_path, 'ade20k')
+    parent = os.path.dirname(root)
+    assert tools.main(['ade20k', '--root', parent, '--quiet']) == 2
+    assert capsys.readouterr().err.strip().endswith('; did you mean --root %s?' % root)
+
+
 @pytest.mark.parametrize('name, value, where', [
     ('cityscapes', 34, 'gtFine/val/lindau/lindau_000004_000019_gtFine_labelIds.png'),
     ('ade20k', 151, 'annotations/validation/ADE_val_00000002.png'),
@@ -333,6 +342,21 @@ def test_split_with_no_images(tmp_path, capsys, name, empty, expect):
     assert tools.main([name, '--root', root, '--quiet']) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: %s/%s' % (root, expect)), err
+
+
+def test_missing_label_or_wrong_size_is_one_line(tmp_path, capsys):
+    root, _ = _tree(tmp_path, 'ade20k')
+    missing = os.path.join(root, 'annotations', 'training', 'ADE_train_00000002.png')
+    os.rename(missing, missing + '.moved')
+    assert tools.main(['ade20k', '--root', root, '--quiet']) == 2
+    assert capsys.readouterr().err == 'error: 1 image(s) or label(s) missing: %s\n' % missing
+    os.rename(missing + '.moved', missing)
+    _png(missing, np.zeros((5, 6), np.uint8), 'L')
+    assert tools.main(['ade20k', '--root', root, '--quiet']) == 2
+    assert capsys.readouterr().err == (
+        'error: 1 label file(s) not converted: %s: label is 6x5 but image %s is 13x10 (width x '
+        'height)\n' % (missing, os.path.join(root, 'images', 'training',
+                                              'ADE_train_00000002.jpg')))
 
 
 # ---------------------------------------------------------------- names, colours, ids
