@@ -185,12 +185,11 @@ def format_check_summary(report, names, data_list):
                          % (len(absent), report.num_classes, ', '.join(absent)))
     mean = data_mean_bgr(report)
     if mean is not None:
-        lines.append('mean colour of these images (B,G,R): %.3f,%.3f,%.3f'
-                     % tuple(mean))
-        lines.append('the network\'s mean (B,G,R; Caffe ImageNet, --img-mean default): '
-                     '%.3f,%.3f,%.3f: keep it when fine-tuning from init.caffemodel or a '
-                     'converted checkpoint; the data\'s own mean only for training from scratch'
-                     % IMG_MEAN_BGR)
+        lines.append('mean colour of these images (B,G,R): %.3f,%.3f,%.3f' % tuple(mean))
+        lines.append('the network\'s mean (B,G,R):      %.3f,%.3f,%.3f (Caffe ImageNet, the '
+                     '--img-mean default)' % IMG_MEAN_BGR)
+        lines.append('  keep the network\'s when fine-tuning from init.caffemodel or a converted '
+                     'checkpoint; the data\'s only when training from scratch')
     if report.duplicates:
         lines.append('warning: %d duplicate line(s)' % report.duplicates)
     lines.append('problems: %d%s' % (len(report.problems),

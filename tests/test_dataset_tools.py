@@ -409,7 +409,7 @@ def test_check_images_per_class_mean_and_absent_classes(good_tree, capsys):
         assert rows[c].endswith('%6d images' % per_class[c])
     assert 'warning: 2 of 7 class(es) never occur: 5 class_5, 6 class_6' in out
     assert 'mean colour of these images (B,G,R): %.3f,%.3f,%.3f' % tuple(mean) in out
-    assert "the network's mean (B,G,R; Caffe ImageNet, --img-mean default): 104.007" in out
+    assert "the network's mean (B,G,R):      104.007,116.669,122.679 (Caffe" in out
 
 
 def test_check_writes_a_descriptor_keeping_the_network_mean(good_tree, tmp_path, capsys):
