@@ -25,6 +25,7 @@ dataset.voc_aug, dataset.rgb2index, dataset.check, and dataset.convert (the one 
 with one description per dataset: dataset.cityscapes, dataset.ade20k, dataset.cocostuff.
 """
 import argparse
+import signal
 import sys
 
 from dataset import ade20k, check, cityscapes, cocostuff, convert, rgb2index, voc_aug
@@ -44,9 +45,21 @@ def _cmd_voc(args):
 DATASETS = (cityscapes.SPEC, ade20k.SPEC, cocostuff.SPEC_164K, cocostuff.SPEC_10K)
 
 
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _cmd_dataset(args):
-    result = convert.build(args.spec, args.root, args.out, progress=not args.quiet,
-                           scan=not getattr(args, 'no_scan', False))
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        result = convert.build(args.spec, args.root, args.out, progress=not args.quiet,
+                               scan=not getattr(args, 'no_scan', False))
+    except KeyboardInterrupt:
+        print('\nstopped: every label written so far is whole; the same command again skips '
+              'them and finishes the rest', file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for line in convert.format_summary(result):
         print(line)
     return 0

@@ -3,6 +3,7 @@ download's layout (every edge value present, odd and even sizes, decoy files). E
 are written here from the datasets' own definitions, not taken from the code under test.
 NumPy / PIL / SciPy only."""
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -253,6 +254,29 @@ def test_restart_skips_finished_labels(tmp_path):
     assert os.stat(kept).st_mtime_ns == stamp
     assert not os.path.exists(os.path.join(labels, 'ADE_train_00000002.png.part'))
     assert _read(os.path.join(labels, 'ADE_train_00000002.png')).shape == SIZES[1]
+
+
+def test_stopped_run_keeps_whole_labels_and_the_next_finishes(tmp_path, capsys, monkeypatch):
+    root, expected = _tree(tmp_path, 'cocostuff10k')
+    real = convert.write_mode_l_png
+    calls = []
+
+    def stop_on_third(path, labels):
+        calls.append(path)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)   # the handler stops the run here
+        real(path, labels)
+
+    monkeypatch.setattr(convert, 'write_mode_l_png', stop_on_third)
+    assert tools.main(['cocostuff10k', '--root', root, '--quiet']) == 130
+    assert 'stopped: every label written so far is whole' in capsys.readouterr().err
+    labels = os.path.join(root, 'deeplab', 'labels')
+    assert sorted(os.listdir(labels)) == sorted(os.path.basename(p) for p in calls[:2])
+    assert not os.path.exists(os.path.join(root, 'deeplab', 'dataset.json'))
+    monkeypatch.setattr(convert, 'write_mode_l_png', real)
+    assert tools.main(['cocostuff10k', '--root', root, '--quiet']) == 0
+    assert 'labels: 3 written, 2 already there (skipped)' in capsys.readouterr().out
+    _check_outputs(root, os.path.join(root, 'deeplab'), 'cocostuff10k', expected)
 
 
 def test_cocostuff164k_no_scan_lists_without_decoding(tmp_path, capsys):
