@@ -413,3 +413,15 @@ def test_names_colours_and_server_ids_follow_the_definitions():
     np.fill_diagonal(distance, 999)
     assert distance.min() >= 51                 # distinguishable, as documented
     assert not (palette == (224, 224, 192)).all(1).any()   # not the ignore colour
+
+
+def test_conversion_benchmark_runs(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), 'benchmarks'))
+    import dataset_convert
+    assert dataset_convert.main(['--files', '1', '--repeats', '1']) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:5]]
+    assert [r[:2] for r in rows] == [['cocostuff164k', 'scan'], ['ade20k', 'convert'],
+                                     ['cityscapes', 'convert']]
+    assert [r[2] for r in rows] == ['640x480', '683x512', '2048x1024']
+    assert all(float(r[3]) > 0 for r in rows)
