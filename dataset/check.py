@@ -11,7 +11,7 @@ import numpy as np
 
 from deeplab_resnet import datalist
 from deeplab_resnet.colormap import class_names
-from deeplab_resnet.constants import IGNORE_LABEL
+from deeplab_resnet.constants import IGNORE_LABEL, IMG_MEAN_BGR
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.imageio import read_image, read_label
 from deeplab_resnet.labels import bad_values_text, size_mismatch
@@ -29,6 +29,9 @@ CheckReport = collections.namedtuple('CheckReport', [
     'num_classes', 'ignore_label',
     'image_sizes',       # [(H, W)] of the images that decoded
     'duplicates',        # number of lines repeating an earlier (image, label) pair
+    'images_per_value',  # [256] int64: masks holding each label value
+    'pixel_sum',         # [3] float64: R, G, B summed over every decoded image
+    'pixel_count',       # pixels summed into pixel_sum
 ])
 
 
@@ -47,22 +50,23 @@ def check_example(example, where, num_classes, ignore_label):
     """One list line's files.
 
     Args: example: datalist.Example; where: 'LIST:LINE', the prefix of each problem line.
-    Returns: (image (H, W) or None when it does not decode, [256] int64 pixel count per label
-      value or None when there is no readable mask, list of problem lines).
+    Returns: (image [H, W, 3] uint8 RGB or None when it does not decode, [256] int64 pixel
+      count per label value or None when there is no readable mask, list of problem lines).
     """
     problems = []
-    image_hw = counts = None
+    image = counts = None
     try:
-        image_hw = read_image(example.image).shape[:2]
+        image = read_image(example.image)
     except InputError as e:
         problems.append('%s: %s' % (where, e))
+    image_hw = None if image is None else image.shape[:2]
     if example.label is None:
-        return image_hw, counts, problems
+        return image, counts, problems
     try:
         labels = read_label(example.label)
     except InputError as e:
         problems.append('%s: %s' % (where, e))
-        return image_hw, counts, problems
+        return image, counts, problems
     counts = np.bincount(labels.ravel(), minlength=NUM_VALUES)
     if image_hw is not None:
         mismatch = size_mismatch(example, image_hw, labels.shape)
@@ -71,7 +75,7 @@ def check_example(example, where, num_classes, ignore_label):
     bad_values = _value_problem(where, example.label, counts, num_classes, ignore_label)
     if bad_values:
         problems.append(bad_values)
-    return image_hw, counts, problems
+    return image, counts, problems
 
 
 def check_dataset(data_dir, data_list, num_classes, ignore_label=IGNORE_LABEL,
@@ -92,6 +96,9 @@ def check_dataset(data_dir, data_list, num_classes, ignore_label=IGNORE_LABEL,
         for message in problems:
             on_problem(message)
     histogram = np.zeros(NUM_VALUES, dtype=np.int64)
+    images_per_value = np.zeros(NUM_VALUES, dtype=np.int64)
+    pixel_sum = np.zeros(3, dtype=np.float64)
+    pixel_count = 0
     sizes = []
     seen = set()
     duplicates = 0
@@ -99,12 +106,15 @@ def check_dataset(data_dir, data_list, num_classes, ignore_label=IGNORE_LABEL,
     for ex in examples:
         duplicates += (ex.image, ex.label) in seen
         seen.add((ex.image, ex.label))
-        image_hw, counts, found = check_example(ex, '%s:%d' % (data_list, ex.line),
-                                                num_classes, ignore_label)
-        if image_hw is not None:
-            sizes.append(image_hw)
+        image, counts, found = check_example(ex, '%s:%d' % (data_list, ex.line),
+                                             num_classes, ignore_label)
+        if image is not None:
+            sizes.append(image.shape[:2])
+            pixel_sum += image.reshape(-1, 3).sum(axis=0, dtype=np.float64)
+            pixel_count += image.shape[0] * image.shape[1]
         if counts is not None:
             histogram += counts
+            images_per_value += counts > 0
         for message in found:
             problems.append(message)
             if on_problem:
@@ -114,7 +124,15 @@ def check_dataset(data_dir, data_list, num_classes, ignore_label=IGNORE_LABEL,
     if bar:
         bar.close()
     return CheckReport(examples, problems, histogram, num_classes, ignore_label, sizes,
-                       duplicates)
+                       duplicates, images_per_value, pixel_sum, pixel_count)
+
+
+def data_mean_bgr(report):
+    """The mean colour of the checked images, [B, G, R] floats (the network's order), or None
+    when no image decoded."""
+    if not report.pixel_count:
+        return None
+    return [float(v) for v in (report.pixel_sum / report.pixel_count)[::-1]]
 
 
 def class_names_for(data_dir, num_classes, names_file=None):
@@ -146,22 +164,93 @@ def format_check_summary(report, names, data_list):
     if total:
         valid = np.zeros(NUM_VALUES, dtype=bool)
         valid[:report.num_classes] = True
-        lines.append('label histogram (%d px):' % total)
+        per_image = report.images_per_value
+        lines.append('label histogram (%d px; images: masks holding the class, of %d):'
+                     % (total, len(report.examples)))
         for c in range(report.num_classes):
-            lines.append('  %3d %-16s %12d  %6.2f%%' % (c, names[c], h[c], 100.0 * h[c] / total))
+            lines.append('  %3d %-16s %12d  %6.2f%%  %6d images'
+                         % (c, names[c], h[c], 100.0 * h[c] / total, per_image[c]))
         if 0 <= report.ignore_label < NUM_VALUES and not valid[report.ignore_label]:
             n = h[report.ignore_label]
-            lines.append('  %3d %-16s %12d  %6.2f%%' % (report.ignore_label, 'ignore', n,
-                                                        100.0 * n / total))
+            lines.append('  %3d %-16s %12d  %6.2f%%  %6d images'
+                         % (report.ignore_label, 'ignore', n, 100.0 * n / total,
+                            per_image[report.ignore_label]))
             valid[report.ignore_label] = True
         outside = int(h[~valid].sum())
         lines.append('      %-16s %12d  %6.2f%%' % ('outside classes', outside,
                                                     100.0 * outside / total))
-        absent = [names[c] for c in range(report.num_classes) if h[c] == 0]
+        absent = ['%d %s' % (c, names[c]) for c in range(report.num_classes) if h[c] == 0]
         if absent:
-            lines.append('warning: class(es) with no pixels: %s' % ', '.join(absent))
+            lines.append('warning: %d of %d class(es) never occur: %s'
+                         % (len(absent), report.num_classes, ', '.join(absent)))
+    mean = data_mean_bgr(report)
+    if mean is not None:
+        lines.append('mean colour of these images (B,G,R): %.3f,%.3f,%.3f' % tuple(mean))
+        lines.append('the network\'s mean (B,G,R):      %.3f,%.3f,%.3f (Caffe ImageNet, the '
+                     '--img-mean default)' % IMG_MEAN_BGR)
+        lines.append('  keep the network\'s when fine-tuning from init.caffemodel or a converted '
+                     'checkpoint; the data\'s only when training from scratch')
     if report.duplicates:
         lines.append('warning: %d duplicate line(s)' % report.duplicates)
     lines.append('problems: %d%s' % (len(report.problems),
                                      '' if not report.problems else '  (exit status 2)'))
     return lines
+
+
+CheckSettings = collections.namedtuple('CheckSettings', [
+    'data_dir', 'data_list', 'num_classes', 'ignore_label', 'class_names', 'palette_file',
+    'descriptor'])
+
+
+def resolve_settings(args):
+    """The check's settings from its flags and, with --dataset, the descriptor (flags win;
+    without --data-list, the descriptor's train split).
+
+    Raises: InputError for a bad descriptor or a flag that is needed and missing.
+    """
+    from deeplab_resnet import descriptor
+    d = descriptor.read(args.dataset) if args.dataset else None
+    data_dir = args.data_dir or (d.data_dir if d else None)
+    data_list = args.data_list or (descriptor.split_list(d, 'train') if d else None)
+    num_classes = args.num_classes or (d.num_classes if d else None)
+    missing = [flag for flag, value in (('--data-dir', data_dir), ('--data-list', data_list),
+                                        ('--num-classes', num_classes)) if value is None]
+    if missing:
+        raise InputError('check: %s needed (or --dataset FILE)' % ', '.join(missing))
+    ignore_label = args.ignore_label if args.ignore_label is not None else (
+        d.ignore_label if d else IGNORE_LABEL)
+    if args.class_names or not d or d.num_classes != num_classes:
+        names = class_names_for(data_dir, num_classes, args.class_names)
+    else:
+        names = list(d.class_names)
+    return CheckSettings(data_dir, data_list, num_classes, ignore_label, names, args.palette, d)
+
+
+def _palette(settings):
+    """Class colours for a descriptor: the palette file, the descriptor's, or VOC's."""
+    from deeplab_resnet.colormap import class_palette, label_colours, read_palette_file
+    d = settings.descriptor
+    if settings.palette_file:
+        colours, indices = read_palette_file(settings.palette_file)
+        return class_palette(colours, indices, settings.num_classes, settings.palette_file)
+    if d and d.num_classes == settings.num_classes:
+        return d.palette
+    return label_colours(settings.num_classes)
+
+
+def write_descriptor(path, settings, report, use_data_mean=False):
+    """A dataset.json for the checked data: data_dir, the list as a split (named after the
+    list file; the descriptor's other splits kept), names, colours, the measured mean as
+    data_mean and, only when asked, as img_mean (else the descriptor's img_mean or none: the
+    network's mean). Returns the Descriptor as read back."""
+    from deeplab_resnet import descriptor
+    d = settings.descriptor
+    splits = collections.OrderedDict(d.splits if d else ())
+    name = os.path.splitext(os.path.basename(settings.data_list))[0]
+    splits[name] = os.path.abspath(settings.data_list)
+    mean = data_mean_bgr(report)
+    img_mean = mean if use_data_mean else (d.img_mean if d else None)
+    return descriptor.write(path, d.name if d else os.path.basename(
+        os.path.abspath(settings.data_dir)), os.path.abspath(settings.data_dir),
+        settings.num_classes, settings.class_names, _palette(settings), splits,
+        settings.ignore_label, d.server_ids if d else None, img_mean, mean)

@@ -8,8 +8,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from deeplab_resnet.colormap import (IGNORE_COLOUR, make_palette, pack_rgb,  # noqa: F401
-                                     read_palette_file)
+from deeplab_resnet.colormap import (IGNORE_COLOUR, class_palette, make_palette,  # noqa: F401
+                                     pack_rgb, read_palette_file, write_palette_file)
 from deeplab_resnet.constants import IGNORE_LABEL, NUM_CLASSES_VOC
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.imageio import write_index_png
@@ -18,6 +18,7 @@ from deeplab_resnet.progress import Progress
 
 MAX_COLOURS_SHOWN = 5   # colours named in one error message
 MASK_EXTENSIONS = ('.png', '.bmp', '.gif', '.tif', '.tiff', '.jpg', '.jpeg')
+PALETTE_NAME = 'palette.txt'   # the palette used, written beside the index PNGs
 
 
 def default_palette(num_classes=NUM_CLASSES_VOC):
@@ -125,3 +126,23 @@ def convert_rgb_masks(inp, out_dir, colours, indices, unknown_to_ignore=False,
     if bar:
         bar.close()
     return written, problems
+
+
+def write_used_palette(out_dir, colours, indices):
+    """Writes out_dir/palette.txt: the class colours of (colours, indices) in class order and
+    the colour given to the ignore label (VOC's void colour when none), so that masks drawn
+    with `--palette out_dir/palette.txt` have the colours converted here.
+
+    Returns: the path, or None when the classes are not 0..C-1 without gaps (nothing written).
+    """
+    indices = np.asarray(indices)
+    classes = indices[indices != IGNORE_LABEL]
+    if not len(classes):
+        return None
+    try:
+        class_colours = class_palette(colours, indices, int(classes.max()) + 1, 'palette')
+    except InputError:
+        return None
+    ignore = [tuple(int(v) for v in c) for c, i in zip(colours, indices) if i == IGNORE_LABEL]
+    return write_palette_file(os.path.join(out_dir, PALETTE_NAME), class_colours,
+                              ignore_colour=ignore[0] if ignore else IGNORE_COLOUR)

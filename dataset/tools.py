@@ -5,6 +5,12 @@
       train_aug.txt (10,582 on the real data), train.txt (1,464), val.txt (1,449) and, when VOC
       has ImageSets/Segmentation/test.txt, test.txt (image-only lines).
 
+  python -m dataset.tools cityscapes|ade20k|cocostuff164k|cocostuff10k --root ROOT [--out DIR]
+      Converts a download as it unpacks (docs/datasets.md): index PNGs of the mapped labels,
+      the lists (cityscapes train/val/test, ade20k train/val, cocostuff164k train/val,
+      cocostuff10k train/test) and dataset.json (--dataset FILE of the scripts) in DIR
+      (default ROOT/deeplab); a second run skips the labels already written.
+
   python -m dataset.tools rgb2index --in DIR_OR_FILE --out DIR [--palette FILE]
       Converts RGB colour masks to index PNGs (VOC palette by default; void -> 255).
 
@@ -15,12 +21,14 @@ Every list is in the format of deeplab_resnet.datalist: 'image_path label_path' 
 paths relative to the data directory (a leading '/' does not make them absolute).
 
 This module is the command line only; the work of each command is in its own module:
-dataset.voc_aug, dataset.rgb2index, dataset.check.
+dataset.voc_aug, dataset.rgb2index, dataset.check, and dataset.convert (the one conversion path)
+with one description per dataset: dataset.cityscapes, dataset.ade20k, dataset.cocostuff.
 """
 import argparse
+import signal
 import sys
 
-from dataset import check, rgb2index, voc_aug
+from dataset import ade20k, check, cityscapes, cocostuff, convert, rgb2index, voc_aug
 from deeplab_resnet.cli import add_num_classes_argument
 from deeplab_resnet.constants import IGNORE_LABEL
 from deeplab_resnet.errors import InputError
@@ -30,6 +38,29 @@ def _cmd_voc(args):
     result = voc_aug.build_voc_aug(args.voc_root, args.sbd_root, args.out,
                                    copy_images=args.copy_images, progress=not args.quiet)
     for line in voc_aug.format_summary(result):
+        print(line)
+    return 0
+
+
+DATASETS = (cityscapes.SPEC, ade20k.SPEC, cocostuff.SPEC_164K, cocostuff.SPEC_10K)
+
+
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _cmd_dataset(args):
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        result = convert.build(args.spec, args.root, args.out, progress=not args.quiet,
+                               scan=not getattr(args, 'no_scan', False))
+    except KeyboardInterrupt:
+        print('\nstopped: every label written so far is whole; the same command again skips '
+              'them and finishes the rest', file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    for line in convert.format_summary(result):
         print(line)
     return 0
 
@@ -49,6 +80,9 @@ def _cmd_rgb2index(args):
         print('warning: %s: %d pixel(s) of unknown colours set to %d' % (src, n, IGNORE_LABEL),
               file=sys.stderr)
     print('converted %d mask(s) to %s, %d failed' % (len(written), args.out, len(problems)))
+    used = rgb2index.write_used_palette(args.out, colours, indices)
+    print('palette used: %s (pass it as --palette to draw masks in these colours)' % used
+          if used else 'palette used: not written (its classes are not 0..C-1 without gaps)')
     return 2 if problems else 0
 
 
@@ -62,12 +96,21 @@ def _cmd_check(args):
         elif shown[0] == args.max_shown + 1:
             print('problem: ... (further problems counted, not shown)', file=sys.stderr)
 
-    names = check.class_names_for(args.data_dir, args.num_classes, args.class_names)
-    report = check.check_dataset(args.data_dir, args.data_list, args.num_classes,
-                                 args.ignore_label, need_labels=not args.allow_unlabelled,
+    settings = check.resolve_settings(args)
+    report = check.check_dataset(settings.data_dir, settings.data_list, settings.num_classes,
+                                 settings.ignore_label, need_labels=not args.allow_unlabelled,
                                  progress=not args.quiet, on_problem=on_problem)
-    for line in check.format_check_summary(report, names, args.data_list):
+    for line in check.format_check_summary(report, settings.class_names, settings.data_list):
         print(line)
+    if args.write_descriptor:
+        if report.problems:
+            print('descriptor: not written (%d problem(s) first)' % len(report.problems))
+        else:
+            desc = check.write_descriptor(args.write_descriptor, settings, report,
+                                          args.use_data_mean)
+            print('descriptor: %s (img_mean: %s; the data\'s mean kept as data_mean)'
+                  % (desc.path, 'the data\'s (--use-data-mean)' if args.use_data_mean
+                     else 'the network\'s'))
     return 2 if report.problems else 0
 
 
@@ -88,6 +131,21 @@ def build_parser():
     p.add_argument('--quiet', action='store_true', help='no progress line')
     p.set_defaults(func=_cmd_voc)
 
+    for spec in DATASETS:
+        p = sub.add_parser(spec.name, help='convert a %s download: labels, lists, dataset.json'
+                           % spec.name)
+        p.add_argument('--root', required=True, help='the download as it unpacks (%s)'
+                       % spec.hint.replace('%', '%%'))
+        p.add_argument('--out', default=None,
+                       help='data directory to write: lists, dataset.json, converted labels, '
+                            'links to ROOT\'s images (default: ROOT/%s)' % convert.DEFAULT_OUT)
+        if not spec.rewrite:
+            p.add_argument('--no-scan', action='store_true',
+                           help='list the stored labels without decoding each to check its '
+                                'values and size')
+        p.add_argument('--quiet', action='store_true', help='no progress line')
+        p.set_defaults(func=_cmd_dataset, spec=spec)
+
     p = sub.add_parser('rgb2index', help='convert RGB colour masks to index PNGs')
     p.add_argument('--in', dest='inp', required=True, help='a colour mask file or a folder')
     p.add_argument('--out', required=True, help='output folder (<name>.png each)')
@@ -101,13 +159,28 @@ def build_parser():
     p.set_defaults(func=_cmd_rgb2index)
 
     p = sub.add_parser('check', help='validate a data dir and list before training')
-    p.add_argument('--data-dir', required=True)
-    p.add_argument('--data-list', required=True)
-    add_num_classes_argument(p, None, 'number of classes, background included', required=True)
-    p.add_argument('--ignore-label', type=int, default=IGNORE_LABEL)
+    p.add_argument('--dataset', default=None,
+                   help='dataset.json: data dir, classes, ignore label, names, colours and '
+                        '(without --data-list) its train list; the flags below win')
+    p.add_argument('--data-dir', default=None, help='required without --dataset')
+    p.add_argument('--data-list', default=None, help='required without --dataset')
+    add_num_classes_argument(p, None, 'number of classes, background included (required '
+                                      'without --dataset)')
+    p.add_argument('--ignore-label', type=int, default=None,
+                   help='default: the descriptor\'s, else %d' % IGNORE_LABEL)
     p.add_argument('--class-names', default=None,
-                   help='one name per line (default: DATA_DIR/class_names.txt when it matches, '
-                        'VOC names for 21 classes)')
+                   help='one name per line (default: the descriptor\'s, else '
+                        'DATA_DIR/class_names.txt when it matches, VOC names for 21 classes)')
+    p.add_argument('--write-descriptor', default=None, metavar='FILE',
+                   help='write a dataset.json for this data (when no problem is found): the '
+                        'list as a split named after it, names, colours (--palette, the '
+                        'descriptor\'s or VOC\'s), the measured mean as data_mean')
+    p.add_argument('--palette', default=None,
+                   help='palette file ("R G B [INDEX]" per class) for --write-descriptor')
+    p.add_argument('--use-data-mean', action='store_true',
+                   help='with --write-descriptor: make the data\'s mean the img_mean the '
+                        'network subtracts (default: keep the network\'s Caffe mean, right '
+                        'when fine-tuning from the released weights)')
     p.add_argument('--allow-unlabelled', action='store_true',
                    help='accept image-only lines (a test list)')
     p.add_argument('--max-shown', type=int, default=50,

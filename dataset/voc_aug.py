@@ -1,6 +1,7 @@
 """PASCAL VOC 2012 + SBD -> 'SegmentationClassAug' index PNGs and the lists train_aug.txt
 (10,582 on the real data), train.txt (1,464), val.txt (1,449) and, when VOC has
-ImageSets/Segmentation/test.txt, test.txt (image-only lines).
+ImageSets/Segmentation/test.txt, test.txt (image-only lines), and dataset.json (the descriptor
+of deeplab_resnet.descriptor, written by dataset.convert's writer like every dataset tool's).
 
 Run it as `python -m dataset.tools voc --voc-root VOCdevkit/VOC2012 --sbd-root
 benchmark_RELEASE [--out DIR]`.
@@ -11,6 +12,9 @@ import shutil
 
 import numpy as np
 
+from dataset.convert import write_dataset_json
+from deeplab_resnet.colormap import make_palette
+from deeplab_resnet.constants import NUM_CLASSES_VOC, VOC_CLASS_NAMES
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.imageio import read_label, write_index_png
 from deeplab_resnet.labels import bad_values_text, image_size
@@ -22,9 +26,10 @@ VOC_HINT = 'expected the VOC2012 folder of VOCtrainval_11-May-2012.tar (VOCdevki
 SBD_HINT = 'expected the benchmark_RELEASE folder of SBD (benchmark.tgz)'
 
 VocAugResult = collections.namedtuple(
-    'VocAugResult', ['out_dir', 'lists', 'counts'])
+    'VocAugResult', ['out_dir', 'lists', 'counts', 'descriptor'])
 """out_dir: the data directory; lists: {'train_aug': path, 'train': ..., 'val': ...,
-'test': path or None}; counts: {name: number}."""
+'test': path or None}; counts: {name: number}; descriptor: the dataset.json written
+(deeplab_resnet.descriptor.Descriptor)."""
 
 Sources = collections.namedtuple('Sources', ['images', 'masks', 'sets', 'sbd_dir'])
 """The input folders: VOC's JPEGImages, SegmentationClass and ImageSets/Segmentation, and
@@ -245,7 +250,8 @@ def build_voc_aug(voc_root, sbd_root, out_dir=None, copy_images=False, progress=
     image of the VOC segmentation train/val sets, SBD's GTcls.Segmentation (no 255
     boundaries) for the others. train_aug = (SBD train + SBD val + VOC train) - VOC val,
     de-duplicated and sorted; train = VOC train; val = VOC val; test = VOC test (image only)
-    when VOC has that list.
+    when VOC has that list. dataset.json (VOC's names and colours, each list a split) goes
+    beside the lists.
 
     Args:
       out_dir: the data directory to write (default voc_root). SegmentationClassAug/ and the
@@ -284,7 +290,10 @@ def build_voc_aug(voc_root, sbd_root, out_dir=None, copy_images=False, progress=
         counts['test'] = len(splits.voc_test)
         counts['test_images_present'] = _write_test_list(lists['test'], splits.voc_test,
                                                          sources.images, log)
-    return VocAugResult(out_dir, lists, counts)
+    desc = write_dataset_json(out_dir, 'voc', NUM_CLASSES_VOC, VOC_CLASS_NAMES,
+                              make_palette(NUM_CLASSES_VOC),
+                              collections.OrderedDict((k, v) for k, v in lists.items() if v))
+    return VocAugResult(out_dir, lists, counts, desc)
 
 
 def format_summary(result):
@@ -300,4 +309,5 @@ def format_summary(result):
         if result.lists[name]:
             lines.append('%-9s %6d  %s' % (name, c[name], result.lists[name]))
     lines.append('data dir: %s' % result.out_dir)
+    lines.append('descriptor: %s (--dataset FILE)' % result.descriptor.path)
     return lines

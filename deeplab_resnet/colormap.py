@@ -154,17 +154,18 @@ def class_palette(colours, indices, num_classes, where):
     return np.array([table[c] for c in range(num_classes)], dtype=np.uint8)
 
 
-def write_palette_file(path, colours, names=None):
+def write_palette_file(path, colours, names=None, ignore_colour=IGNORE_COLOUR):
     """Writes [C, 3] RGB class colours as a palette file (one 'R G B INDEX' line per class,
-    the class name as a comment), plus the void colour for the ignore label, readable by
-    read_palette_file. Returns the path."""
+    the class name as a comment), plus `ignore_colour` (default VOC's void colour) for the
+    ignore label unless a class has it, readable by read_palette_file. Returns the path."""
     colours = np.asarray(colours, dtype=np.int64).reshape(-1, 3)
+    ignore_colour = tuple(int(v) for v in ignore_colour)
     lines = ['# R G B INDEX  (class colours; %d = ignore)' % IGNORE_LABEL]
     for index, colour in enumerate(colours):
         name = '  # %s' % names[index] if names is not None else ''
         lines.append('%d %d %d %d%s' % (colour[0], colour[1], colour[2], index, name))
-    if not (pack_rgb(colours) == int(pack_rgb(np.array(IGNORE_COLOUR)))).any():
-        lines.append('%d %d %d %d  # ignore' % (IGNORE_COLOUR + (IGNORE_LABEL,)))
+    if not (pack_rgb(colours) == int(pack_rgb(np.array(ignore_colour)))).any():
+        lines.append('%d %d %d %d  # ignore' % (ignore_colour + (IGNORE_LABEL,)))
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
         f.write('\n'.join(lines) + '\n')

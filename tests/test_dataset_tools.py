@@ -9,6 +9,7 @@ import scipy.io
 from PIL import Image
 
 from dataset import check, rgb2index, tools, voc_aug
+from deeplab_resnet import descriptor
 from deeplab_resnet.colormap import colourise, voc_palette_flat
 from deeplab_resnet.datalist import load_examples, parse_list
 from deeplab_resnet.errors import InputError
@@ -128,6 +129,13 @@ def test_voc_builds_lists_and_index_pngs(voc_tree, tmp_path, capsys):
             assert np.asarray(Image.open(ex.image)).shape[:2] == got.shape
     # VOC's mask (with its 255 border) is used for 'a', not SBD's.
     assert (_read_png_indices(os.path.join(out, 'SegmentationClassAug', 'a.png')) == 255).any()
+    # dataset.json: VOC's names and colours, each list a split, the data dir the lists use.
+    desc = descriptor.read(os.path.join(out, 'dataset.json'))
+    assert (desc.name, desc.data_dir, desc.num_classes) == ('voc', out, 21)
+    assert desc.class_names[15] == 'person' and desc.palette[15] == [192, 128, 128]
+    assert desc.splits == {n: os.path.join(out, n + '.txt')
+                           for n in ('train_aug', 'train', 'val', 'test')}
+    assert 'descriptor: %s' % desc.path in printed
 
 
 def test_voc_default_out_is_voc_root_and_dataset_dir_accepted(voc_tree):
@@ -349,3 +357,83 @@ def test_tools_load_without_tensorflow():
             'sys.exit("tensorflow" in sys.modules)')
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     assert subprocess.run([sys.executable, '-c', code], cwd=root).returncode == 0
+
+
+def test_rgb2index_writes_the_palette_it_used(tmp_path, capsys):
+    pal = tmp_path / 'pal.txt'
+    pal.write_text('10 20 30\n200 100 0\n0 255 0\n255 255 255 255\n')
+    lab = np.array([[0, 1, 2], [2, 255, 0]], np.uint8)
+    table = {0: (10, 20, 30), 1: (200, 100, 0), 2: (0, 255, 0), 255: (255, 255, 255)}
+    Image.fromarray(np.array([[table[v] for v in row] for row in lab], np.uint8)).save(
+        str(tmp_path / 'm.png'))
+    out = str(tmp_path / 'idx')
+    assert tools.main(['rgb2index', '--in', str(tmp_path / 'm.png'), '--out', out,
+                       '--palette', str(pal), '--quiet']) == 0
+    written = os.path.join(out, 'palette.txt')
+    assert 'palette used: %s' % written in capsys.readouterr().out
+    colours, indices = rgb2index.read_palette_file(written)
+    assert {int(i): tuple(int(v) for v in c) for c, i in zip(colours, indices)} == table
+    # Default (VOC) palette: 21 classes and the void colour come back.
+    assert tools.main(['rgb2index', '--in', str(tmp_path / 'm.png'), '--out', out,
+                       '--unknown-to-ignore', '--quiet']) == 0
+    colours, indices = rgb2index.read_palette_file(written)
+    assert len(colours) == 22 and tuple(colours[15]) == (192, 128, 128)
+    assert tuple(colours[indices == 255][0]) == (224, 224, 192)
+
+
+def _expected_stats(d, num_classes):
+    """Images per class and the B,G,R mean, computed here from the files."""
+    per_class = np.zeros(num_classes, int)
+    total = np.zeros(3)
+    pixels = 0
+    for k in range(3):
+        lab = np.asarray(Image.open(os.path.join(d, 'lab', '%d.png' % k)))
+        for c in np.unique(lab):
+            if c < num_classes:
+                per_class[c] += 1
+        img = np.asarray(Image.open(os.path.join(d, 'img', '%d.jpg' % k)).convert('RGB'))
+        total += img.reshape(-1, 3).astype(np.float64).sum(0)
+        pixels += img.shape[0] * img.shape[1]
+    return per_class, (total / pixels)[::-1]
+
+
+def test_check_images_per_class_mean_and_absent_classes(good_tree, capsys):
+    rc = tools.main(['check', '--data-dir', good_tree, '--data-list',
+                     os.path.join(good_tree, 'list.txt'), '--num-classes', '7', '--quiet'])
+    out = capsys.readouterr().out
+    assert rc == 0
+    per_class, mean = _expected_stats(good_tree, 7)
+    rows = {int(line.split()[0]): line for line in out.splitlines()
+            if line.startswith('  ') and line.split()[0].isdigit()}
+    for c in range(7):
+        assert rows[c].endswith('%6d images' % per_class[c])
+    assert 'warning: 2 of 7 class(es) never occur: 5 class_5, 6 class_6' in out
+    assert 'mean colour of these images (B,G,R): %.3f,%.3f,%.3f' % tuple(mean) in out
+    assert "the network's mean (B,G,R):      104.007,116.669,122.679 (Caffe" in out
+
+
+def test_check_writes_a_descriptor_keeping_the_network_mean(good_tree, tmp_path, capsys):
+    path = str(tmp_path / 'meta' / 'dataset.json')
+    os.makedirs(os.path.dirname(path))
+    data_list = os.path.join(good_tree, 'list.txt')
+    assert tools.main(['check', '--data-dir', good_tree, '--data-list', data_list,
+                       '--num-classes', '5', '--quiet', '--write-descriptor', path]) == 0
+    assert "(img_mean: the network's;" in capsys.readouterr().out
+    d = descriptor.read(path)
+    _, mean = _expected_stats(good_tree, 5)
+    assert d.img_mean is None and np.allclose(d.data_mean, mean, atol=1e-3)
+    assert d.data_dir == good_tree and d.splits == {'list': data_list}
+    assert d.num_classes == 5 and len(d.class_names) == 5 and d.palette[1] == [128, 0, 0]
+    # The descriptor alone drives the next check; --use-data-mean stores the data's mean.
+    again = str(tmp_path / 'again.json')
+    assert tools.main(['check', '--dataset', path, '--data-list', data_list, '--quiet',
+                       '--write-descriptor', again, '--use-data-mean']) == 0
+    assert np.allclose(descriptor.read(again).img_mean, mean, atol=1e-3)
+    assert tools.main(['check', '--dataset', path, '--quiet']) == 2     # no 'train' split
+    assert 'no split "train" (it has: list)' in capsys.readouterr().err
+
+
+def test_check_needs_the_data_flags_without_a_descriptor(good_tree, capsys):
+    assert tools.main(['check', '--data-dir', good_tree, '--quiet']) == 2
+    assert capsys.readouterr().err.strip() == (
+        'error: check: --data-list, --num-classes needed (or --dataset FILE)')
