@@ -31,7 +31,8 @@ import json
 import os
 import time
 
-from deeplab_resnet import cli, datalist, imageio, labels, metrics, precision, provenance
+from deeplab_resnet import (cli, datalist, imageio, labels, metrics, precision, provenance,
+                            server_ids)
 from deeplab_resnet.constants import TRAIN_SCALES
 from deeplab_resnet.crf import (CRFPool, add_crf_arguments, add_workers_argument,
                                 crf_params_from_args)
@@ -41,6 +42,7 @@ from deeplab_resnet.progress import Progress
 from deeplab_resnet.settings import restore_settings, summary_line
 
 DEFAULT_LIST = './dataset/val.txt'
+DEFAULT_SPLITS = ('val', 'test')   # with --dataset: the list evaluated without --data-list
 DEFAULT_CHECKPOINT = './deeplab_resnet.ckpt'
 SAVED_KINDS = ('label', 'mask')   # <stem>.png (index PNG), <stem>_mask.png (colour)
 
@@ -56,6 +58,8 @@ def build_parser(description=None, crf=False):
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_data_arguments(p, DEFAULT_LIST)
+    cli.add_dataset_arguments(p, 'with --dataset: evaluate this split\'s list (default: "%s", '
+                                 'else "%s")' % DEFAULT_SPLITS)
     cli.add_model_arguments(p, from_record=True)
     cli.add_precision_argument(p)
     p.add_argument('--num-steps', type=cli.positive_int, default=None,
@@ -79,6 +83,12 @@ def build_parser(description=None, crf=False):
     p.add_argument('--class-names', default=None, metavar='FILE',
                    help='class names, one per line (default: the provenance record\'s, the '
                         'VOC names for 21 classes, else class_<i>)')
+    cli.add_palette_argument(p)
+    p.add_argument('--save-server-ids', default=None, metavar='DIR',
+                   help='also write each prediction as <stem>.png into DIR, a folder of its '
+                        'own: single-channel, the test server\'s ids (the server_ids of '
+                        '--dataset or of the checkpoint\'s record, e.g. Cityscapes labelIds; '
+                        'without them the class indices)')
     p.add_argument('--ignore-out-of-range', action='store_true',
                    help='treat label values outside [0, num_classes) as the ignore label '
                         'instead of stopping with an error')
@@ -94,7 +104,7 @@ def build_parser(description=None, crf=False):
 
 
 def parse_arguments(argv=None, description=None, crf=False):
-    return build_parser(description, crf).parse_args(argv)
+    return cli.parse_with_dataset(build_parser(description, crf), argv, DEFAULT_SPLITS)
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -122,6 +132,10 @@ def check_outputs(args, examples):
         check_save_dir(args.save_dir, [ex.image for ex in examples], SAVED_KINDS,
                        [ex.label for ex in examples])
         _check_stems(examples, args.data_list)
+    if getattr(args, 'save_server_ids', None):
+        server_ids.check_dir(args.save_server_ids, [output_stem(ex.image) for ex in examples],
+                             [p for ex in examples for p in (ex.image, ex.label)],
+                             args.save_dir)
     if args.output_json and os.path.isdir(args.output_json):
         raise InputError('%s: --output-json is a directory, not a file' % args.output_json)
 
@@ -163,7 +177,7 @@ def prepare(args, warn=warn_line):
         examples = examples[:args.num_steps]
     check_outputs(args, examples)
     restored = restore_settings(args.restore_from, args.num_classes, args.img_mean,
-                                args.class_names)
+                                args.class_names, **cli.dataset_settings(args))
     scan_labels(examples, restored.settings['num_classes'], args.ignore_label,
                 check_values=not args.ignore_out_of_range)
     for message in restored.warnings:
@@ -248,16 +262,21 @@ def run_network(args, prepared, log=print, warn=warn_line):
                                                   arithmetic)))
     pool = (CRFPool(args.crf_workers, crf_params_from_args(args)) if args.crf
             else contextlib.nullcontext())
-    if args.save_dir:
-        os.makedirs(args.save_dir, exist_ok=True)
+    save_ids = getattr(args, 'save_server_ids', None)
+    for directory in (args.save_dir, save_ids):
+        if directory:
+            os.makedirs(directory, exist_ok=True)
     with predictor, pool as crf_pool:
         progress = Progress(len(examples), label='evaluating' + (' (CRF)' if args.crf else ''))
 
         def finish(result):   # the final prediction: the CRF's with --crf
+            final = result.labels if result.crf is None else result.crf
+            stem = output_stem(result.item.image)
             if args.save_dir:
-                save_outputs(args.save_dir, output_stem(result.item.image), None,
-                             result.labels if result.crf is None else result.crf, None,
-                             num_classes, SAVED_KINDS)
+                save_outputs(args.save_dir, stem, None, final, None, num_classes, SAVED_KINDS,
+                             settings['palette'])
+            if save_ids:
+                server_ids.write(save_ids, stem, final, settings['server_ids'], num_classes)
             progress.update()
 
         start = time.time()
