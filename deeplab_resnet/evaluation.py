@@ -73,8 +73,9 @@ def build_parser(description=None, crf=False):
     p.add_argument('--flip', action='store_true',
                    help='average the logits with those of the mirrored image')
     p.add_argument('--save-dir', default=None,
-                   help='write each prediction as <stem>%s (index PNG, VOC palette) and '
-                        '<stem>%s (colour mask)%s'
+                   help='write each prediction as <stem>%s (index PNG) and <stem>%s (colour '
+                        'mask), in the colours of --palette, --dataset or the checkpoint\'s '
+                        'record (else VOC\'s)%s'
                         % (SUFFIXES['label'], SUFFIXES['mask'],
                            '; these are the CRF\'s predictions' if crf else ''))
     p.add_argument('--output-json', default=None,
@@ -296,6 +297,7 @@ def results_dict(args, prepared, net_metrics, seconds):
     settings, record = restored.settings, restored.record or {}
     return {
         'mean_iou': net_metrics['mean_iou'],
+        'mean_iou_gt_classes': net_metrics['mean_iou_gt_classes'],
         'metrics': net_metrics,
         'overlap': prepared.overlap,
         'settings': {
@@ -306,6 +308,8 @@ def results_dict(args, prepared, net_metrics, seconds):
             'flip': bool(args.flip), 'ignore_label': args.ignore_label,
             'ignore_out_of_range': bool(args.ignore_out_of_range),
             'sources': settings['sources'],
+            'dataset': getattr(args, 'dataset', None),
+            'palette': settings['palette'], 'server_ids': settings['server_ids'],
             'checkpoint_step': record.get('step'),
             'checkpoint_trained_on': record.get('trained_on'),
         },
@@ -327,6 +331,7 @@ def report(args, prepared, net_cm, crf_cm, seconds, log=print):
         results['crf'] = {'params': dict(crf_params_from_args(args)._asdict()),
                           'num_workers': args.crf_workers, 'metrics': crf_metrics}
         results['mean_iou'] = crf_metrics['mean_iou']
+        results['mean_iou_gt_classes'] = crf_metrics['mean_iou_gt_classes']
         results['mean_iou_before_crf'] = net_metrics['mean_iou']
         results['mean_iou_after_crf'] = crf_metrics['mean_iou']
         log('before CRF:\n%s\n\nafter CRF:\n%s' % (metrics.format_table(net_metrics),
@@ -349,7 +354,9 @@ def evaluate(args, log=print, warn=warn_line):
     line goes to stderr.
 
     Returns: the results dict (also written to args.output_json when given):
-      'mean_iou': the final predictions' mean IoU (after the CRF with args.crf);
+      'mean_iou': the final predictions' mean IoU (after the CRF with args.crf), over the
+        classes in the ground truth or the predictions; 'mean_iou_gt_classes': the same over
+        the classes in the ground truth only (metrics.compute_metrics);
       'metrics': compute_metrics of the network's predictions;
       with args.crf, 'crf': {'params', 'num_workers', 'metrics'} and 'mean_iou_before_crf',
       'mean_iou_after_crf'; 'overlap': how many evaluated images the checkpoint's record
