@@ -111,7 +111,8 @@ def _class_names(record, num_classes, names, names_file):
 
 def _palette(record, num_classes, palette_file, dataset, where):
     """(colours [num_classes][R, G, B] or None, where they came from): the palette file, else
-    the descriptor's, else the record's; None means the VOC palette."""
+    the descriptor's, else the record's when it has one per class; None means the VOC
+    palette."""
     if palette_file:
         colours, indices = read_palette_file(palette_file)
         table = class_palette(colours, indices, num_classes, palette_file)
@@ -124,17 +125,18 @@ def _palette(record, num_classes, palette_file, dataset, where):
         return [list(c) for c in dataset.palette], '--dataset %s' % dataset.path
     saved = record.get('palette')
     if saved is not None:
-        if (not isinstance(saved, list) or len(saved) != num_classes or not all(
+        if not isinstance(saved, list) or not all(
                 isinstance(c, list) and len(c) == 3 and all(
-                    isinstance(v, int) and 0 <= v <= 255 for v in c) for c in saved)):
-            raise InputError('%s: palette must be %d [R, G, B] colours' % (where, num_classes))
-        return [list(c) for c in saved], 'provenance record'
+                    isinstance(v, int) and 0 <= v <= 255 for v in c) for c in saved):
+            raise InputError('%s: palette must be a list of [R, G, B] colours' % where)
+        if len(saved) == num_classes:   # else a flag changed the class count: VOC's
+            return [list(c) for c in saved], 'provenance record'
     return None, 'VOC'
 
 
 def _server_ids(record, num_classes, dataset, where):
     """(the test server's id of each class or None, where it came from): the descriptor's,
-    else the record's; None means the class indices themselves."""
+    else the record's when it has one per class; None means the class indices themselves."""
     if dataset is not None:
         ids = dataset.server_ids
         if ids is not None and len(ids) != num_classes:
@@ -143,11 +145,11 @@ def _server_ids(record, num_classes, dataset, where):
         return ids, '--dataset %s' % dataset.path if ids is not None else 'class indices'
     saved = record.get('server_ids')
     if saved is not None:
-        if (not isinstance(saved, list) or len(saved) != num_classes or not all(
-                isinstance(v, int) and 0 <= v <= 255 for v in saved)):
-            raise InputError('%s: server_ids must be %d integers in 0..255'
-                             % (where, num_classes))
-        return list(saved), 'provenance record'
+        if not isinstance(saved, list) or not all(
+                isinstance(v, int) and 0 <= v <= 255 for v in saved):
+            raise InputError('%s: server_ids must be a list of integers in 0..255' % where)
+        if len(saved) == num_classes:   # else a flag changed the class count: the indices
+            return list(saved), 'provenance record'
     return None, 'class indices'
 
 

@@ -257,3 +257,12 @@ def test_server_ids_folder_must_be_its_own(tmp_path):
         server_ids.check_dir(str(tmp_path / 'x'), ['a'], save_dir=str(tmp_path / 'x'))
     with pytest.raises(InputError, match='would overwrite it'):
         server_ids.check_dir(str(tmp_path), ['img'], inputs=[str(tmp_path / 'img.png')])
+
+
+def test_record_colours_for_another_class_count_are_not_used():
+    # --num-classes 2 on a 3-class record (the class-count check decides later): VOC's.
+    record = {'num_classes': 3, 'palette': TOY_PALETTE, 'server_ids': TOY_SERVER_IDS}
+    s = settings.resolve('ck', record, 2)
+    assert s['palette'] is None and s['server_ids'] is None
+    with pytest.raises(InputError, match='ck.json: palette must be a list'):
+        settings.resolve('ck', {'palette': [[1, 2]]}, 2)
