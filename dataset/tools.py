@@ -135,12 +135,12 @@ def parse_arguments(argv=None):
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     check_parser = parser._subparsers._group_actions[0].choices['check']
-    d = None
+    d = split = None
     if argv[:1] == ['check']:
-        d, _ = cli.apply_dataset(check_parser, argv[1:], (CHECK_SPLIT,))
+        d, split = cli.apply_dataset(check_parser, argv[1:], (CHECK_SPLIT,))
     args = parser.parse_args(argv)
     if args.command == 'check':
-        cli.finish_dataset(args, d)
+        cli.finish_dataset(check_parser, args, d, split)
         missing = [flag for flag, dest in (('--data-dir', 'data_dir'), ('--data-list',
                                                                        'data_list'),
                                            ('--num-classes', 'num_classes'))

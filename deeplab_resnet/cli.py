@@ -203,10 +203,16 @@ def apply_dataset(parser, argv, default_splits=()):
     return d, split
 
 
-def finish_dataset(args, d):
+def finish_dataset(parser, args, d, split):
     """After the parse: args.descriptor (Descriptor or None) and args.from_dataset, the
     settings whose value is the descriptor's ('num_classes', 'img_mean', 'class_names',
-    'palette', ...: those no flag gave), for messages and for settings.resolve."""
+    'palette', ...: those no flag gave), for messages and for settings.resolve. An
+    abbreviated --dataset / --split (which the first reading did not see) is a usage error,
+    not a descriptor silently left unread."""
+    if (getattr(args, 'dataset', None) and d is None) or (
+            getattr(args, 'split', None) is not None and args.split != split):
+        parser.error('write --dataset and --split out in full (they are read before the '
+                     'other flags)')
     args.descriptor = d
     from_dataset = []
     if d is not None:
@@ -233,7 +239,7 @@ def parse_with_dataset(parser, argv=None, default_splits=(), intermixed=False):
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     d, split = apply_dataset(parser, argv, default_splits)
     parse = parser.parse_intermixed_args if intermixed else parser.parse_args
-    args = finish_dataset(parse(argv), d)
+    args = finish_dataset(parser, parse(argv), d, split)
     args.split_list = d.splits[split] if split is not None else None
     return args
 

@@ -266,3 +266,21 @@ def test_record_colours_for_another_class_count_are_not_used():
     assert s['palette'] is None and s['server_ids'] is None
     with pytest.raises(InputError, match='ck.json: palette must be a list'):
         settings.resolve('ck', {'palette': [[1, 2]]}, 2)
+
+
+def test_abbreviated_dataset_flag_is_refused_not_ignored(desc, capsys):
+    with pytest.raises(SystemExit) as info:
+        train_msc.get_arguments(['--datas', desc[0]])
+    assert info.value.code == 2 and 'write --dataset and --split out in full' in (
+        capsys.readouterr().err)
+
+
+def test_check_runs_on_a_descriptor_alone(tmp_path, capsys):
+    from helpers import make_dataset
+    data = tmp_path / 'data'
+    listed = make_dataset(str(data), num_images=2, num_classes=3, list_name='train.txt')
+    path = make_descriptor(tmp_path, data, {'train': listed})
+    assert tools.main(['check', '--dataset', path, '--quiet']) == 0
+    out = capsys.readouterr().out
+    assert 'checked 2 example(s) of %s' % listed in out
+    assert ' rect ' in out and ' disc ' in out and 'problems: 0' in out
