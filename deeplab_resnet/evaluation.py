@@ -82,8 +82,8 @@ def build_parser(description=None, crf=False):
                    help='write every figure (metrics, confusion matrix, settings) to this '
                         'JSON file')
     p.add_argument('--class-names', default=None, metavar='FILE',
-                   help='class names, one per line (default: the provenance record\'s, the '
-                        'VOC names for 21 classes, else class_<i>)')
+                   help='class names, one per line (default: --dataset\'s, the provenance '
+                        'record\'s, the VOC names for 21 classes, else class_<i>)')
     cli.add_palette_argument(p)
     p.add_argument('--save-server-ids', default=None, metavar='DIR',
                    help='also write each prediction as <stem>.png into DIR, a folder of its '
