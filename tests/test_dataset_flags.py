@@ -284,3 +284,24 @@ def test_check_runs_on_a_descriptor_alone(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'checked 2 example(s) of %s' % listed in out
     assert ' rect ' in out and ' disc ' in out and 'problems: 0' in out
+
+
+def test_a_record_written_with_dataset_brings_names_colours_and_ids(desc):
+    """train_msc --dataset -> the snapshot's record -> evaluation / inference without flags."""
+    import json
+    from deeplab_resnet import provenance, trainer
+    args = train_msc.get_arguments(['--dataset', desc[0]])
+    names, palette, ids = trainer.class_settings(args)
+    record = provenance.training_record(args, provenance.list_info(args.data_list),
+                                        provenance.initialisation(None), 1, names, None,
+                                        palette, ids)
+    record = json.loads(json.dumps(record))   # as read back from <prefix>.json
+    assert 'descriptor' not in record['flags'] and record['flags']['dataset'] == desc[0]
+    s = settings.resolve('ck', record)
+    assert s['num_classes'] == 3 and s['class_names'] == ['bg', 'rect', 'disc']
+    assert s['palette'] == TOY_PALETTE and s['server_ids'] == TOY_SERVER_IDS
+    assert s['sources']['palette'] == s['sources']['server_ids'] == 'provenance record'
+    # Without --dataset or --palette a run records the VOC colours it drew in.
+    names, palette, ids = trainer.class_settings(train_msc.get_arguments(['--num-classes',
+                                                                          '2']))
+    assert palette == [[0, 0, 0], [128, 0, 0]] and ids is None
