@@ -9,6 +9,12 @@ checkpoint has a provenance record (<prefix>.json) its class count, image mean a
 names are used unless --num-classes / --img-mean / --class-names are given (a flag that
 contradicts the record is used, with a warning). Images the record says the checkpoint was
 trained on are counted in a warning and the JSON's "overlap"; --strict makes that an error.
+
+--dataset FILE (a dataset.json) gives --data-dir, --num-classes, --ignore-label, the class
+names, colours and test-server ids, and the list of its split "val" (else "test"; --split NAME
+for another); a flag given explicitly wins. Besides the mean IoU over the classes in the
+ground truth or the predictions, the table gives the mean over the ground truth's classes
+only (kazuto1011/deeplab-pytorch's convention), each with the classes it covers.
 """
 import sys
 

@@ -26,9 +26,10 @@ outputs, per image, in --save-dir:
   Inputs with the same stem, and a --save-dir where an output would overwrite an input, are
   refused before any work.
 
-settings: without --num-classes / --img-mean, the values of the checkpoint's provenance
-  record (<prefix>.json, written by convert.py and train_msc.py) are used when it has one,
-  else 21 classes and the Caffe mean. A --num-classes that the checkpoint does not have is
+settings: without --num-classes / --img-mean / --class-names / --palette, the values of
+  --dataset's descriptor, else of the checkpoint's provenance record (<prefix>.json, written
+  by convert.py and train_msc.py) are used, else 21 classes, the Caffe mean and VOC's names
+  and colours. A --num-classes that the checkpoint does not have is
   refused (exit status 2), naming both counts.
 
 exit status: 0; 1 when some images could not be read (each named on stderr, the others are
@@ -56,6 +57,17 @@ def get_arguments(argv=None):
                    help='where the outputs go (default %(default)s)')
     p.add_argument('--data-dir', default='',
                    help='directory the paths of a list file are relative to')
+    cli.add_dataset_arguments(p, 'with --dataset: also segment the images of this split\'s '
+                                 'list (e.g. test)')
+    p.add_argument('--class-names', default=None, metavar='FILE',
+                   help='class names, one per line (default: --dataset\'s, the provenance '
+                        'record\'s, the VOC names for 21 classes, else class_<i>)')
+    cli.add_palette_argument(p)
+    p.add_argument('--save-server-ids', default=None, metavar='DIR',
+                   help='also write <stem>.png into DIR, a folder of its own: single-channel, '
+                        'the test server\'s id of each pixel\'s class (the server_ids of '
+                        '--dataset or of the checkpoint\'s record, e.g. Cityscapes labelIds; '
+                        'without them the class indices)')
     p.add_argument('--save-labels', action='store_true',
                    help='also write <stem>.png, a palette PNG of the class indices')
     p.add_argument('--overlay', action='store_true',
@@ -75,8 +87,10 @@ def get_arguments(argv=None):
     p.add_argument('--export-savedmodel', metavar='DIR', default=None,
                    help='write a SavedModel of the network (with --scales and --flip) to DIR, '
                         'a new or empty directory; without IMG_PATH only this is done')
-    args = p.parse_intermixed_args(argv)
+    args = cli.parse_with_dataset(p, argv, intermixed=True)
     args.images, args.model_weights = args.paths[:-1], args.paths[-1]
+    if args.split_list:
+        args.images.append(args.split_list)
     if not args.images and not args.export_savedmodel:
         p.error('give IMG_PATH(s) and MODEL_WEIGHTS (or --export-savedmodel DIR MODEL_WEIGHTS)')
     return args

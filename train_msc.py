@@ -11,8 +11,13 @@ Every snapshot model.ckpt-<step> gets a provenance record model.ckpt-<step>.json
 and names, BGR image mean, input size, scales, ignore label, what the run was initialised from
 (carrying a converted caffemodel's file name and SHA-256), the training list (path, entries,
 SHA-256 of its sorted image paths, and the image names themselves, ~150 KB for VOC's 10,582,
-which evaluation uses to warn about train / evaluation overlap), the step, the TensorFlow
-version, the git commit and all flags.
+which evaluation uses to warn about train / evaluation overlap), the class colours and the
+test server's ids (from --dataset / --palette), the step, the TensorFlow version, the git
+commit and all flags.
+
+--dataset FILE (a dataset.json) gives --data-dir, --num-classes, --ignore-label, the class
+names and colours (and --img-mean where it has one) and the list of its split "train"
+(--split NAME for another); a flag given explicitly wins.
 """
 import argparse
 import sys
@@ -31,6 +36,8 @@ def get_arguments(argv=None):
     p.add_argument('--batch-size', type=cli.positive_int, default=1,
                    help='images per micro-batch (default %(default)s)')
     cli.add_data_arguments(p, './dataset/train.txt')
+    cli.add_dataset_arguments(p, 'with --dataset: train on this split\'s list (default: '
+                                 '"train")')
     p.add_argument('--grad-update-every', type=cli.positive_int, default=10,
                    help='micro-batches whose mean gradient makes one update (Caffe iter_size; '
                         'default %(default)s)')
@@ -61,7 +68,9 @@ def get_arguments(argv=None):
                         'identity; needs --train-bn-params')
     p.add_argument('--class-names', default=None, metavar='FILE',
                    help='class names, one per line, for the snapshots\' provenance records '
-                        '(default: the VOC names for 21 classes, else class_<i>)')
+                        '(default: --dataset\'s, the VOC names for 21 classes, else '
+                        'class_<i>)')
+    cli.add_palette_argument(p)
     p.add_argument('--force-resume', action='store_true',
                    help='resume from --snapshot-dir even when its snapshot\'s record has '
                         'another class count, data list or input size')
@@ -124,7 +133,7 @@ def get_arguments(argv=None):
                    help='steps between validations (default %(default)s)')
     p.add_argument('--val-scales', type=cli.scales, default=(1.0,),
                    help='input scales of the validation (default 1.0: single-scale, cheap)')
-    args = p.parse_args(argv)
+    args = cli.parse_with_dataset(p, argv, ('train',))
     if args.restore_from.lower() == 'none' and not args.is_training:
         p.error('--restore-from none trains from scratch: add --is-training (frozen batch norm '
                 'keeps its initial statistics 0 / 1 and the loss diverges)')

@@ -203,27 +203,17 @@ CheckSettings = collections.namedtuple('CheckSettings', [
 
 
 def resolve_settings(args):
-    """The check's settings from its flags and, with --dataset, the descriptor (flags win;
-    without --data-list, the descriptor's train split).
-
-    Raises: InputError for a bad descriptor or a flag that is needed and missing.
-    """
-    from deeplab_resnet import descriptor
-    d = descriptor.read(args.dataset) if args.dataset else None
-    data_dir = args.data_dir or (d.data_dir if d else None)
-    data_list = args.data_list or (descriptor.split_list(d, 'train') if d else None)
-    num_classes = args.num_classes or (d.num_classes if d else None)
-    missing = [flag for flag, value in (('--data-dir', data_dir), ('--data-list', data_list),
-                                        ('--num-classes', num_classes)) if value is None]
-    if missing:
-        raise InputError('check: %s needed (or --dataset FILE)' % ', '.join(missing))
-    ignore_label = args.ignore_label if args.ignore_label is not None else (
-        d.ignore_label if d else IGNORE_LABEL)
-    if args.class_names or not d or d.num_classes != num_classes:
-        names = class_names_for(data_dir, num_classes, args.class_names)
+    """The check's settings from its parsed flags (dataset.tools.parse_arguments has made the
+    descriptor's values, --dataset FILE, the flags' defaults and checked that the data dir,
+    list and class count are known). Names: --class-names, else the descriptor's when its
+    class count is the one checked, else DATA_DIR/class_names.txt or the defaults."""
+    d = getattr(args, 'descriptor', None)
+    if args.class_names or not d or d.num_classes != args.num_classes:
+        names = class_names_for(args.data_dir, args.num_classes, args.class_names)
     else:
         names = list(d.class_names)
-    return CheckSettings(data_dir, data_list, num_classes, ignore_label, names, args.palette, d)
+    return CheckSettings(args.data_dir, args.data_list, args.num_classes, args.ignore_label,
+                         names, args.palette, d)
 
 
 def _palette(settings):

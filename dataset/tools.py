@@ -15,6 +15,7 @@
       Converts RGB colour masks to index PNGs (VOC palette by default; void -> 255).
 
   python -m dataset.tools check --data-dir D --data-list L --num-classes N [--ignore-label 255]
+  python -m dataset.tools check --dataset dataset.json [--split train]
       Validates a data directory and list before training; exit status 2 on any problem.
 
 Every list is in the format of deeplab_resnet.datalist: 'image_path label_path' per line,
@@ -29,9 +30,12 @@ import signal
 import sys
 
 from dataset import ade20k, check, cityscapes, cocostuff, convert, rgb2index, voc_aug
+from deeplab_resnet import cli
 from deeplab_resnet.cli import add_num_classes_argument
 from deeplab_resnet.constants import IGNORE_LABEL
 from deeplab_resnet.errors import InputError
+
+CHECK_SPLIT = 'train'   # the split check reads with --dataset and no --split / --data-list
 
 
 def _cmd_voc(args):
@@ -159,15 +163,13 @@ def build_parser():
     p.set_defaults(func=_cmd_rgb2index)
 
     p = sub.add_parser('check', help='validate a data dir and list before training')
-    p.add_argument('--dataset', default=None,
-                   help='dataset.json: data dir, classes, ignore label, names, colours and '
-                        '(without --data-list) its train list; the flags below win')
-    p.add_argument('--data-dir', default=None, help='required without --dataset')
-    p.add_argument('--data-list', default=None, help='required without --dataset')
+    p.add_argument('--data-dir', default=None, help='required unless --dataset gives it')
+    p.add_argument('--data-list', default=None, help='required unless --dataset gives it')
     add_num_classes_argument(p, None, 'number of classes, background included (required '
-                                      'without --dataset)')
-    p.add_argument('--ignore-label', type=int, default=None,
-                   help='default: the descriptor\'s, else %d' % IGNORE_LABEL)
+                                      'unless --dataset gives it)')
+    p.add_argument('--ignore-label', type=int, default=IGNORE_LABEL)
+    cli.add_dataset_arguments(p, 'with --dataset: check this split\'s list (default: '
+                                 '"%s")' % CHECK_SPLIT)
     p.add_argument('--class-names', default=None,
                    help='one name per line (default: the descriptor\'s, else '
                         'DATA_DIR/class_names.txt when it matches, VOC names for 21 classes)')
@@ -190,10 +192,32 @@ def build_parser():
     return parser
 
 
+def parse_arguments(argv=None):
+    """The command line; for check, --dataset FILE's values are the defaults of its flags
+    (cli.apply_dataset), and --data-dir, --data-list, --num-classes are required without it.
+    Raises: InputError for a missing or malformed descriptor, or a split it lacks."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    check_parser = parser._subparsers._group_actions[0].choices['check']
+    d = split = None
+    if argv[:1] == ['check']:
+        d, split = cli.apply_dataset(check_parser, argv[1:], (CHECK_SPLIT,))
+    args = parser.parse_args(argv)
+    if args.command == 'check':
+        cli.finish_dataset(check_parser, args, d, split)
+        missing = [flag for flag, dest in (('--data-dir', 'data_dir'), ('--data-list',
+                                                                       'data_list'),
+                                           ('--num-classes', 'num_classes'))
+                   if getattr(args, dest) is None]
+        if missing:
+            raise InputError('check: %s needed (or --dataset FILE)' % ', '.join(missing))
+    return args
+
+
 def main(argv=None):
     """Returns the exit status: 0 ok, 2 on bad input (one 'error: ...' line) or problems."""
-    args = build_parser().parse_args(argv)
     try:
+        args = parse_arguments(argv)
         return args.func(args)
     except InputError as e:
         print('error: %s' % e, file=sys.stderr)

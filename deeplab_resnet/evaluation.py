@@ -31,7 +31,8 @@ import json
 import os
 import time
 
-from deeplab_resnet import cli, datalist, imageio, labels, metrics, precision, provenance
+from deeplab_resnet import (cli, datalist, imageio, labels, metrics, precision, provenance,
+                            server_ids)
 from deeplab_resnet.constants import TRAIN_SCALES
 from deeplab_resnet.crf import (CRFPool, add_crf_arguments, add_workers_argument,
                                 crf_params_from_args)
@@ -41,6 +42,7 @@ from deeplab_resnet.progress import Progress
 from deeplab_resnet.settings import restore_settings, summary_line
 
 DEFAULT_LIST = './dataset/val.txt'
+DEFAULT_SPLITS = ('val', 'test')   # with --dataset: the list evaluated without --data-list
 DEFAULT_CHECKPOINT = './deeplab_resnet.ckpt'
 SAVED_KINDS = ('label', 'mask')   # <stem>.png (index PNG), <stem>_mask.png (colour)
 
@@ -56,6 +58,8 @@ def build_parser(description=None, crf=False):
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_data_arguments(p, DEFAULT_LIST)
+    cli.add_dataset_arguments(p, 'with --dataset: evaluate this split\'s list (default: "%s", '
+                                 'else "%s")' % DEFAULT_SPLITS)
     cli.add_model_arguments(p, from_record=True)
     cli.add_precision_argument(p)
     p.add_argument('--num-steps', type=cli.positive_int, default=None,
@@ -69,16 +73,23 @@ def build_parser(description=None, crf=False):
     p.add_argument('--flip', action='store_true',
                    help='average the logits with those of the mirrored image')
     p.add_argument('--save-dir', default=None,
-                   help='write each prediction as <stem>%s (index PNG, VOC palette) and '
-                        '<stem>%s (colour mask)%s'
+                   help='write each prediction as <stem>%s (index PNG) and <stem>%s (colour '
+                        'mask), in the colours of --palette, --dataset or the checkpoint\'s '
+                        'record (else VOC\'s)%s'
                         % (SUFFIXES['label'], SUFFIXES['mask'],
                            '; these are the CRF\'s predictions' if crf else ''))
     p.add_argument('--output-json', default=None,
                    help='write every figure (metrics, confusion matrix, settings) to this '
                         'JSON file')
     p.add_argument('--class-names', default=None, metavar='FILE',
-                   help='class names, one per line (default: the provenance record\'s, the '
-                        'VOC names for 21 classes, else class_<i>)')
+                   help='class names, one per line (default: --dataset\'s, the provenance '
+                        'record\'s, the VOC names for 21 classes, else class_<i>)')
+    cli.add_palette_argument(p)
+    p.add_argument('--save-server-ids', default=None, metavar='DIR',
+                   help='also write each prediction as <stem>.png into DIR, a folder of its '
+                        'own: single-channel, the test server\'s ids (the server_ids of '
+                        '--dataset or of the checkpoint\'s record, e.g. Cityscapes labelIds; '
+                        'without them the class indices)')
     p.add_argument('--ignore-out-of-range', action='store_true',
                    help='treat label values outside [0, num_classes) as the ignore label '
                         'instead of stopping with an error')
@@ -94,7 +105,7 @@ def build_parser(description=None, crf=False):
 
 
 def parse_arguments(argv=None, description=None, crf=False):
-    return build_parser(description, crf).parse_args(argv)
+    return cli.parse_with_dataset(build_parser(description, crf), argv, DEFAULT_SPLITS)
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -122,6 +133,10 @@ def check_outputs(args, examples):
         check_save_dir(args.save_dir, [ex.image for ex in examples], SAVED_KINDS,
                        [ex.label for ex in examples])
         _check_stems(examples, args.data_list)
+    if getattr(args, 'save_server_ids', None):
+        server_ids.check_dir(args.save_server_ids, [output_stem(ex.image) for ex in examples],
+                             [p for ex in examples for p in (ex.image, ex.label)],
+                             args.save_dir)
     if args.output_json and os.path.isdir(args.output_json):
         raise InputError('%s: --output-json is a directory, not a file' % args.output_json)
 
@@ -163,7 +178,7 @@ def prepare(args, warn=warn_line):
         examples = examples[:args.num_steps]
     check_outputs(args, examples)
     restored = restore_settings(args.restore_from, args.num_classes, args.img_mean,
-                                args.class_names)
+                                args.class_names, **cli.dataset_settings(args))
     scan_labels(examples, restored.settings['num_classes'], args.ignore_label,
                 check_values=not args.ignore_out_of_range)
     for message in restored.warnings:
@@ -248,16 +263,21 @@ def run_network(args, prepared, log=print, warn=warn_line):
                                                   arithmetic)))
     pool = (CRFPool(args.crf_workers, crf_params_from_args(args)) if args.crf
             else contextlib.nullcontext())
-    if args.save_dir:
-        os.makedirs(args.save_dir, exist_ok=True)
+    save_ids = getattr(args, 'save_server_ids', None)
+    for directory in (args.save_dir, save_ids):
+        if directory:
+            os.makedirs(directory, exist_ok=True)
     with predictor, pool as crf_pool:
         progress = Progress(len(examples), label='evaluating' + (' (CRF)' if args.crf else ''))
 
         def finish(result):   # the final prediction: the CRF's with --crf
+            final = result.labels if result.crf is None else result.crf
+            stem = output_stem(result.item.image)
             if args.save_dir:
-                save_outputs(args.save_dir, output_stem(result.item.image), None,
-                             result.labels if result.crf is None else result.crf, None,
-                             num_classes, SAVED_KINDS)
+                save_outputs(args.save_dir, stem, None, final, None, num_classes, SAVED_KINDS,
+                             settings['palette'])
+            if save_ids:
+                server_ids.write(save_ids, stem, final, settings['server_ids'], num_classes)
             progress.update()
 
         start = time.time()
@@ -277,6 +297,7 @@ def results_dict(args, prepared, net_metrics, seconds):
     settings, record = restored.settings, restored.record or {}
     return {
         'mean_iou': net_metrics['mean_iou'],
+        'mean_iou_gt_classes': net_metrics['mean_iou_gt_classes'],
         'metrics': net_metrics,
         'overlap': prepared.overlap,
         'settings': {
@@ -287,6 +308,8 @@ def results_dict(args, prepared, net_metrics, seconds):
             'flip': bool(args.flip), 'ignore_label': args.ignore_label,
             'ignore_out_of_range': bool(args.ignore_out_of_range),
             'sources': settings['sources'],
+            'dataset': getattr(args, 'dataset', None),
+            'palette': settings['palette'], 'server_ids': settings['server_ids'],
             'checkpoint_step': record.get('step'),
             'checkpoint_trained_on': record.get('trained_on'),
         },
@@ -308,6 +331,7 @@ def report(args, prepared, net_cm, crf_cm, seconds, log=print):
         results['crf'] = {'params': dict(crf_params_from_args(args)._asdict()),
                           'num_workers': args.crf_workers, 'metrics': crf_metrics}
         results['mean_iou'] = crf_metrics['mean_iou']
+        results['mean_iou_gt_classes'] = crf_metrics['mean_iou_gt_classes']
         results['mean_iou_before_crf'] = net_metrics['mean_iou']
         results['mean_iou_after_crf'] = crf_metrics['mean_iou']
         log('before CRF:\n%s\n\nafter CRF:\n%s' % (metrics.format_table(net_metrics),
@@ -330,7 +354,9 @@ def evaluate(args, log=print, warn=warn_line):
     line goes to stderr.
 
     Returns: the results dict (also written to args.output_json when given):
-      'mean_iou': the final predictions' mean IoU (after the CRF with args.crf);
+      'mean_iou': the final predictions' mean IoU (after the CRF with args.crf), over the
+        classes in the ground truth or the predictions; 'mean_iou_gt_classes': the same over
+        the classes in the ground truth only (metrics.compute_metrics);
       'metrics': compute_metrics of the network's predictions;
       with args.crf, 'crf': {'params', 'num_workers', 'metrics'} and 'mean_iou_before_crf',
       'mean_iou_after_crf'; 'overlap': how many evaluated images the checkpoint's record

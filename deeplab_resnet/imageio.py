@@ -69,13 +69,18 @@ def read_label(path):
     return arr
 
 
-def write_index_png(path, labels):
-    """[H, W] integer class indices -> palette PNG (VOC palette) holding the indices."""
+def write_index_png(path, labels, palette=None):
+    """[H, W] integer class indices -> palette PNG holding the indices, shown in the VOC
+    palette, or with `palette` ([C, 3] RGB) in those colours for indices 0..C-1."""
     labels = np.asarray(labels)
     if labels.min(initial=0) < 0 or labels.max(initial=0) > 255:
         raise ValueError('index PNG values must be in 0..255')
     img = Image.fromarray(labels.astype(np.uint8), mode='P')
-    img.putpalette(voc_palette_flat())
+    flat = voc_palette_flat()
+    if palette is not None:
+        colours = np.asarray(palette, dtype=np.int64).reshape(-1, 3)[:256]
+        flat[:colours.size] = colours.reshape(-1).tolist()
+    img.putpalette(flat)
     img.save(path)
 
 

@@ -8,8 +8,11 @@ step evaluation shares); one Predictor (graph built once, weights restored once)
 every image through predictor.predictions (the loop evaluation shares, with the CRF pool
 behind it). Per image, in the save directory (the names evaluation writes too):
 
-  <stem>_mask.png      colour mask (VOC palette, extended past 21 classes), the image's size
+  <stem>_mask.png      colour mask (the dataset's colours: --palette, --dataset or the
+                       checkpoint's record; else the VOC palette, extended past 21 classes)
   <stem>.png           --save-labels: palette PNG holding the class indices (VOC's format)
+
+and with --save-server-ids DIR, <stem>.png in DIR: the test server's ids (server_ids module).
   <stem>_overlay.jpg   --overlay: the mask blended over the image (OVERLAY_ALPHA)
   <stem>_probs.npy     --save-probs: float16 probabilities [H, W, C] (after the CRF with --crf)
 
@@ -25,7 +28,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from deeplab_resnet import datalist, imageio, precision
+from deeplab_resnet import cli, datalist, imageio, precision, server_ids
 from deeplab_resnet.colormap import colourise
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.settings import restore_settings, summary_line
@@ -108,15 +111,17 @@ def check_save_dir(save_dir, images, kinds, others=()):
                                                   target))
 
 
-def save_outputs(save_dir, stem, rgb, labels, probs, num_classes, kinds):
+def save_outputs(save_dir, stem, rgb, labels, probs, num_classes, kinds, palette=None):
     """Writes one image's outputs of the kinds in `kinds` (keys of SUFFIXES; 'overlay' needs
-    rgb, 'probs' needs probs). Returns {kind: path written}."""
+    rgb, 'probs' needs probs) in `palette`'s colours (None: VOC's). Returns {kind: path
+    written}."""
     paths = {kind: os.path.join(save_dir, stem + SUFFIXES[kind]) for kind in kinds}
-    mask = colourise(labels, num_classes) if 'mask' in kinds or 'overlay' in kinds else None
+    mask = (colourise(labels, num_classes, palette) if 'mask' in kinds or 'overlay' in kinds
+            else None)
     if 'mask' in kinds:
         imageio.write_rgb_png(paths['mask'], mask)
     if 'label' in kinds:
-        imageio.write_index_png(paths['label'], labels)
+        imageio.write_index_png(paths['label'], labels, palette)
     if 'overlay' in kinds:
         Image.fromarray(overlay(rgb, mask)).save(paths['overlay'], quality=OVERLAY_JPEG_QUALITY)
     if 'probs' in kinds:
@@ -156,7 +161,11 @@ def run(args, start=None, out=None, err=None):
         check_export_dir(args.export_savedmodel)
     if images:
         check_save_dir(args.save_dir, images, output_kinds(args))
-    restored = restore_settings(args.model_weights, args.num_classes, args.img_mean)
+        if getattr(args, 'save_server_ids', None):
+            server_ids.check_dir(args.save_server_ids, [output_stem(p) for p in images],
+                                 images, args.save_dir)
+    restored = restore_settings(args.model_weights, args.num_classes, args.img_mean,
+                                getattr(args, 'class_names', None), **cli.dataset_settings(args))
     if restored.settings['num_classes'] > MAX_CLASSES_IN_PNG:
         raise InputError('%d classes: masks and label PNGs hold at most %d'
                          % (restored.settings['num_classes'], MAX_CLASSES_IN_PNG))
@@ -168,6 +177,8 @@ def run(args, start=None, out=None, err=None):
     if not images:
         return 0
     os.makedirs(args.save_dir, exist_ok=True)
+    if getattr(args, 'save_server_ids', None):
+        os.makedirs(args.save_server_ids, exist_ok=True)
     return _segment(images, restored, args, start, log, err or sys.stderr)
 
 
@@ -238,8 +249,7 @@ def _segment(images, restored, args, start, log, err):
         results = predictions(predictor, images, read_image, crf_pool,
                               want_probs=args.save_probs and not args.crf, on_error=fail,
                               errors=(InputError, tf.errors.OpError))
-        written, t_first = _write_all(results, settings['num_classes'], args, start, log,
-                                      progress)
+        written, t_first = _write_all(results, settings, args, start, log, progress)
     if progress:
         progress.close()
     _log_rate(written, args.save_dir, start, t_loop, t_first, log)
@@ -250,13 +260,19 @@ def _segment(images, restored, args, start, log, err):
     return 0
 
 
-def _write_all(results, num_classes, args, start, log, progress):
-    """Writes the outputs of each predictor.Prediction. Returns (count, time of the first)."""
+def _write_all(results, settings, args, start, log, progress):
+    """Writes the outputs of each predictor.Prediction (in the settings' colours; the server's
+    ids too with --save-server-ids). Returns (count, time of the first)."""
     written, t_first, kinds = 0, None, output_kinds(args)
+    num_classes = settings['num_classes']
     for prediction in results:
         labels, probs = _saved(prediction, args)
-        paths = save_outputs(args.save_dir, output_stem(prediction.item), prediction.image,
-                             labels, probs, num_classes, kinds)
+        stem = output_stem(prediction.item)
+        paths = save_outputs(args.save_dir, stem, prediction.image, labels, probs,
+                             num_classes, kinds, settings['palette'])
+        if getattr(args, 'save_server_ids', None):
+            server_ids.write(args.save_server_ids, stem, labels, settings['server_ids'],
+                             num_classes)
         written += 1
         if t_first is None:
             t_first = time.time()

@@ -8,7 +8,10 @@ Definitions (the standard PASCAL VOC ones), per class c:
   TP_c = cm[c, c], GT_c = row sum, PRED_c = column sum,
   IoU_c = TP_c / (GT_c + PRED_c - TP_c), accuracy_c = TP_c / GT_c.
 A class absent from both the ground truth and the predictions has no IoU (n/a) and is left
-out of the mean IoU; a class that is only predicted has IoU 0 and counts. Mean class accuracy
+out of the mean IoU; a class that is only predicted has IoU 0 and counts. The second mean,
+over the classes present in the ground truth only (kazuto1011/deeplab-pytorch's convention,
+`hist.sum(axis=1) > 0`, in which its COCO-Stuff figures are published), leaves those
+predicted-only classes out too; both say which classes they cover. Mean class accuracy
 averages over the classes present in the ground truth. Frequency-weighted IoU is
 sum_c (GT_c / total) * IoU_c over the classes present in the ground truth.
 """
@@ -115,6 +118,9 @@ def compute_metrics(cm, class_names=None):
         'iou' is None for a class absent from both ground truth and predictions,
         'accuracy' is None for a class absent from the ground truth;
       'num_classes_in_mean_iou': how many classes the mean IoU averages;
+      'classes_in_mean_iou': their indices (present in the ground truth or the predictions);
+      'mean_iou_gt_classes', 'classes_in_mean_iou_gt_classes': the mean IoU over the classes
+        present in the ground truth only, and their indices;
       'num_pixels': total counted pixels; 'confusion_matrix': the matrix as nested lists.
     """
     cm = np.asarray(cm, dtype=np.int64)
@@ -140,6 +146,9 @@ def compute_metrics(cm, class_names=None):
         'frequency_weighted_iou': fw_iou,
         'per_class': per_class,
         'num_classes_in_mean_iou': int(present.sum()),
+        'classes_in_mean_iou': [int(c) for c in np.flatnonzero(present)],
+        'mean_iou_gt_classes': _mean_or_none(iou, in_gt),
+        'classes_in_mean_iou_gt_classes': [int(c) for c in np.flatnonzero(in_gt)],
         'num_pixels': total,
         'confusion_matrix': cm.tolist(),
     }
@@ -152,6 +161,15 @@ def format_ratio(value):
 
 def _pct(x):
     return '%7s' % 'n/a' if x is None else '%7.2f' % (100.0 * x)
+
+
+MAX_NAMES_LISTED = 10
+
+
+def _names(metrics, classes):
+    names = [metrics['per_class'][c]['name'] for c in classes[:MAX_NAMES_LISTED]]
+    more = len(classes) - len(names)
+    return ', '.join(names) + (', ... (%d more)' % more if more else '')
 
 
 def format_table(metrics):
@@ -167,8 +185,22 @@ def format_table(metrics):
               for pc in metrics['per_class']]
     lines.append('-' * len(lines[0]))
     n_in = metrics.get('num_classes_in_mean_iou', len(metrics['per_class']))
-    lines.append('mean IoU:               %s %%  (over %d of %d classes)'
+    lines.append('mean IoU:               %s %%  (over %d of %d classes: in the ground truth '
+                 'or the predictions)'
                  % (_pct(metrics['mean_iou']).strip(), n_in, len(metrics['per_class'])))
+    if 'mean_iou_gt_classes' in metrics:
+        in_gt = metrics['classes_in_mean_iou_gt_classes']
+        lines.append('mean IoU, GT classes:   %s %%  (over %d of %d classes: in the ground '
+                     'truth; kazuto\'s convention)'
+                     % (_pct(metrics['mean_iou_gt_classes']).strip(), len(in_gt),
+                        len(metrics['per_class'])))
+        only_predicted = sorted(set(metrics['classes_in_mean_iou']) - set(in_gt))
+        absent = [c for c in range(len(metrics['per_class']))
+                  if c not in set(metrics['classes_in_mean_iou'])]
+        for what, classes in (('only predicted (IoU 0, in the first mean only)',
+                               only_predicted), ('in neither (n/a, in no mean)', absent)):
+            if classes:
+                lines.append('  classes %s: %s' % (what, _names(metrics, classes)))
     lines.append('pixel accuracy:         %s %%' % _pct(metrics['pixel_accuracy']).strip())
     lines.append('mean class accuracy:    %s %%'
                  % _pct(metrics['mean_class_accuracy']).strip())

@@ -173,13 +173,20 @@ def _json_value(value):
     return str(value)
 
 
-def training_record(args, train_list, init, step, class_names, distribution=None):
+NOT_FLAGS = ('descriptor', 'from_dataset', 'split_list')   # parse results kept on args
+
+
+def training_record(args, train_list, init, step, class_names, distribution=None,
+                    palette=None, server_ids=None):
     """The record of a snapshot written by train_msc.py.
 
     Args: args (train_msc's flags), train_list (list_info of args.data_list), init
       (initialisation(...)), step (the global step saved), class_names (list of str),
-      distribution (distribute.describe: replicas, workers, strategy; None for one device).
+      distribution (distribute.describe: replicas, workers, strategy; None for one device),
+      palette (the class colours themselves, [C][R, G, B], so that evaluation and inference
+      draw them without the file), server_ids (the test server's id of each class, or None).
     """
+    descriptor = getattr(args, 'descriptor', None)
     import tensorflow as tf
     return collections.OrderedDict([
         ('created_by', 'train_msc.py'),
@@ -188,6 +195,10 @@ def training_record(args, train_list, init, step, class_names, distribution=None
         ('step', int(step)),
         ('num_classes', args.num_classes),
         ('class_names', list(class_names)),
+        ('palette', [[int(v) for v in colour] for colour in palette] if palette is not None
+         else None),
+        ('server_ids', [int(v) for v in server_ids] if server_ids is not None else None),
+        ('dataset', descriptor.path if descriptor is not None else None),
         ('channel_order', CHANNEL_ORDER),
         ('image_mean', [float(v) for v in args.img_mean]),
         ('input_size', [int(v) for v in args.input_size]),
@@ -203,7 +214,8 @@ def training_record(args, train_list, init, step, class_names, distribution=None
         ('tensorflow_version', tf.__version__),
         ('git_commit', git_commit()),
         ('flags', collections.OrderedDict(sorted((k, _json_value(v))
-                                                 for k, v in vars(args).items()))),
+                                                 for k, v in vars(args).items()
+                                                 if k not in NOT_FLAGS))),
         ('train_images', train_list['images']),
     ])
 

@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from deeplab_resnet import (checkpoints, colormap, datalist, distribute, precision,
-                            provenance, snapshots)
+from deeplab_resnet import (checkpoints, cli, colormap, datalist, distribute, precision,
+                            provenance, settings, snapshots)
 from deeplab_resnet.errors import warn as warn_line
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.model import variable_name
@@ -40,12 +40,13 @@ EXIT_CLUSTER = 4
 
 RunFacts = collections.namedtuple('RunFacts', [
     'class_names', 'train_list', 'cluster', 'geometry', 'resume', 'input_position',
-    'validation', 'started'])
+    'validation', 'started', 'palette', 'server_ids'])
 """What a run knows before its graph: class names (list of str), train list
 (provenance.list_info), cluster (distribute.Cluster), geometry (snapshots.InputGeometry), the
 snapshot to resume (snapshots.check_resume's (prefix, record), or (None, None)), where the
 data sequence starts (0, or the resumed snapshot's position), the validation.Validation or
-None, and when the command started (time.time(), for the start-up time)."""
+None, when the command started (time.time(), for the start-up time), the class colours
+([C][R, G, B]) and the test server's ids (C ints or None), as class_settings gives them."""
 
 TrainGraph = collections.namedtuple('TrainGraph', [
     'global_step', 'loss', 'ops', 'image_arrays', 'scalar_summary', 'saver', 'network_saver',
@@ -155,16 +156,17 @@ def zero_residual_gammas(variables):
     return tf.group(*[v.assign(tf.zeros_like(v)) for v in gammas])
 
 
-def image_summary(arrays, img_mean, num_classes):
-    """Rows of image | ground truth | prediction in the VOC colours, as a Summary proto.
+def image_summary(arrays, img_mean, num_classes, palette=None):
+    """Rows of image | ground truth | prediction in the run's colours (palette: [C, 3] RGB;
+    None: VOC's), as a Summary proto.
 
     Args:
       arrays: {'images': [n, h, w, 3] float32 BGR mean-subtracted, 'labels', 'preds': [n, h, w]}.
     """
     n = len(arrays['images'])
     rows = np.concatenate([inv_preprocess(arrays['images'], n, img_mean),
-                           decode_labels(arrays['labels'], n, num_classes),
-                           decode_labels(arrays['preds'], n, num_classes)], axis=2)
+                           decode_labels(arrays['labels'], n, num_classes, palette),
+                           decode_labels(arrays['preds'], n, num_classes, palette)], axis=2)
     values = []
     for i, row in enumerate(rows):
         buf = io.BytesIO()
@@ -178,11 +180,16 @@ def image_summary(arrays, img_mean, num_classes):
 
 # ----------------------------------------------------------------------------- the run
 
-def class_names_of(args):
-    """--class-names FILE (checked against --num-classes), else the default names."""
-    names = (provenance.read_class_names(args.class_names, args.num_classes)
-             if args.class_names else None)
-    return colormap.class_names(args.num_classes, names)
+def class_settings(args):
+    """(class names, colours [C][R, G, B], server ids or None) of a run: --class-names FILE
+    (checked against --num-classes) / --palette FILE, else --dataset's, else the defaults
+    (VOC's names for 21 classes, else class_<i>; the VOC colours), by settings.resolve."""
+    chosen = settings.resolve(None, None, args.num_classes, args.img_mean,
+                              names_file=args.class_names, **cli.dataset_settings(args))
+    palette = chosen['palette']
+    if palette is None:
+        palette = colormap.label_colours(args.num_classes).tolist()
+    return chosen['class_names'], palette, chosen['server_ids']
 
 
 def variables_digest(sess, variables):
@@ -200,7 +207,7 @@ def prepare(args, cluster, warn=warn_line, started=None):
     """The checks that need no graph: class names, the list, the snapshot to resume (else
     the initial weights), the validation list. Returns RunFacts."""
     from deeplab_resnet import validation
-    names = class_names_of(args)
+    names, palette, server_ids = class_settings(args)
     datalist.require_list(args.data_list)
     train_list = provenance.list_info(args.data_list)
     geometry = snapshots.InputGeometry(args.batch_size * args.grad_update_every
@@ -215,7 +222,7 @@ def prepare(args, cluster, warn=warn_line, started=None):
     val = (validation.Validation.from_args(args, names, train_list, warn) if args.val_list
            else None)
     return RunFacts(names, train_list, cluster, geometry, (latest, record), position, val,
-                    time.time() if started is None else started)
+                    time.time() if started is None else started, palette, server_ids)
 
 
 def train(args, log=print, warn=warn_line, started=None):
@@ -423,7 +430,7 @@ class Loop(object):
         due = step % args.save_pred_every == 0 or step == args.num_steps
         if due and self.chief:
             self.writer.add_summary(image_summary(out['arrays'], args.img_mean,
-                                                  args.num_classes), step)
+                                                  args.num_classes, self.facts.palette), step)
         if step % args.log_every == 0 or step == args.num_steps:
             n = logged['n']
             means = {key: value / n for key, value in logged.items()}
@@ -439,7 +446,7 @@ class Loop(object):
         args, facts = self.args, self.facts
         record = provenance.training_record(
             args, facts.train_list, self.start.init, self.step, facts.class_names,
-            distribute.describe(facts.cluster))
+            distribute.describe(facts.cluster), facts.palette, facts.server_ids)
         record['input'] = snapshots.input_record(self.position(), facts.geometry)
         return record
 

@@ -31,17 +31,18 @@ def scaled_size(size_hw, scale):
     return tf.cast(tf.cast(size_hw, tf.float32) * scale, tf.int32)
 
 
-def decode_labels(mask, num_images=1, num_classes=21):
+def decode_labels(mask, num_images=1, num_classes=21, palette=None):
     """Colourises a batch of predictions / labels (NumPy).
 
     Args:
       mask: [N, H, W, 1] or [N, H, W] integer class indices.
-    Returns: [num_images, H, W, 3] uint8 RGB (VOC colours; ignore label in the void colour).
+      palette: [>= num_classes, 3] RGB class colours, or None (the VOC colours).
+    Returns: [num_images, H, W, 3] uint8 RGB (ignore label in the void colour).
     """
     mask = np.asarray(mask)
     if mask.ndim == 4:
         mask = mask[..., 0]
-    return colourise(mask[:num_images], num_classes)
+    return colourise(mask[:num_images], num_classes, palette)
 
 
 def inv_preprocess(imgs, num_images=1, img_mean=IMG_MEAN_BGR):

@@ -49,8 +49,9 @@ def env(module_dir):
     for name in os.listdir(ckpt_dir):
         if name.startswith('model.ckpt.') and not name.endswith('.json'):
             shutil.copy(os.path.join(ckpt_dir, name), bare_dir)
+    dataset = helpers.make_descriptor(root, data, {'train': val, 'val': val}, names=NAMES)
     return {'root': root, 'data': data, 'val': val, 'ckpt_dir': ckpt_dir, 'prefix': prefix,
-            'bare': os.path.join(bare_dir, 'model.ckpt')}
+            'bare': os.path.join(bare_dir, 'model.ckpt'), 'dataset': dataset}
 
 
 @pytest.fixture(scope='module')
@@ -94,23 +95,26 @@ def list_pairs(env, data_list=None):
                 for line in f if line.strip()]
 
 
-def reference_miou(pairs, num_classes, ignore=255):
-    """Mean IoU by per-class boolean masks over the whole set (no confusion matrix)."""
+def reference_miou(pairs, num_classes, ignore=255, gt_classes_only=False):
+    """Mean IoU by per-class boolean masks over the whole set (no confusion matrix), over the
+    classes in the ground truth or the predictions (or, gt_classes_only, the ground truth)."""
     inter = np.zeros(num_classes)
     union = np.zeros(num_classes)
+    in_gt = np.zeros(num_classes, bool)
     for gt, pred in pairs:
         valid = gt != ignore
         for c in range(num_classes):
             g, p = (gt == c) & valid, (pred == c) & valid
             inter[c] += np.logical_and(g, p).sum()
             union[c] += np.logical_or(g, p).sum()
-    present = union > 0
+            in_gt[c] |= g.any()
+    present = in_gt if gt_classes_only else union > 0
     return float(np.mean(inter[present] / union[present]))
 
 
-def saved_pairs(env, save_dir):
+def saved_pairs(env, save_dir, palette=None):
     """(ground truth, prediction read back from <stem>.png) for each listed image; the
-    colour mask <stem>_mask.png is there too."""
+    colour mask <stem>_mask.png is there too (in `palette`'s colours when given)."""
     pairs = []
     for image, label in list_pairs(env):
         stem = os.path.splitext(os.path.basename(image))[0]
@@ -121,6 +125,9 @@ def saved_pairs(env, save_dir):
         gt = np.array(Image.open(label))
         pred = np.array(pred_img)
         assert pred.shape == gt.shape and pred.max() < NUM_CLASSES
+        if palette is not None:
+            np.testing.assert_array_equal(np.asarray(colour), np.array(palette)[pred])
+            assert pred_img.getpalette()[:3 * NUM_CLASSES] == sum(palette, [])
         pairs.append((gt, pred))
     return pairs
 
@@ -134,22 +141,37 @@ def last_miou(out):
 def test_miou_matches_saved_predictions(env, crf_cli_run, tmp_path, capsys):
     # crf_cli_run: its subprocess starts now and runs alongside.
     save_dir, out_json = str(tmp_path / 'pred'), str(tmp_path / 'res.json')
-    # A directory as --restore-from; class count, mean and names from the provenance record.
-    assert evaluate_msc.main(data_args(env) + [
-        '--restore-from', env['ckpt_dir'], '--scales', '1.0', '--save-dir', save_dir,
-        '--output-json', out_json]) == 0
+    ids_dir = str(tmp_path / 'server')
+    # A directory as --restore-from; the data, class count, names and colours from the
+    # dataset descriptor alone (its "val" split), the mean from the provenance record.
+    assert evaluate_msc.main([
+        '--dataset', env['dataset'], '--threads', '2', '--restore-from', env['ckpt_dir'],
+        '--scales', '1.0', '--save-dir', save_dir, '--output-json', out_json,
+        '--save-server-ids', ids_dir]) == 0
     out = capsys.readouterr().out
     first = out.splitlines()[0]
-    assert first.startswith('restored %s: 3 classes (provenance record)' % env['prefix'])
-    assert 'class names: provenance record' in first
+    given = '--dataset %s' % env['dataset']
+    assert first.startswith('restored %s: 3 classes (%s)' % (env['prefix'], given))
+    assert 'class names: %s' % given in first and 'colours: %s' % given in first
+    assert 'image mean B,G,R 104.007,116.669,122.679 (provenance record)' in first
     assert 'rect' in out and out.count('mIoU: ') == 1
     with open(out_json) as f:
         res = json.load(f)
-    pairs = saved_pairs(env, save_dir)
+    pairs = saved_pairs(env, save_dir, helpers.TOY_PALETTE)
     pred_classes = set(np.unique(np.concatenate([p.ravel() for _, p in pairs])))
     assert len(pred_classes) > 1      # a meaningful test: not all one class
     expected = reference_miou(pairs, NUM_CLASSES)
     assert res['mean_iou'] == pytest.approx(expected, abs=1e-12)
+    assert res['mean_iou_gt_classes'] == pytest.approx(
+        reference_miou(pairs, NUM_CLASSES, gt_classes_only=True), abs=1e-12)
+    assert 'mean IoU, GT classes:' in out
+    # The server's ids, alone in their folder: TOY_SERVER_IDS[prediction], mode L.
+    stems = [os.path.splitext(os.path.basename(image))[0] for image, _ in list_pairs(env)]
+    assert sorted(os.listdir(ids_dir)) == sorted(stem + '.png' for stem in stems)
+    for stem, (_, pred) in zip(stems, pairs):
+        ids = Image.open(os.path.join(ids_dir, stem + '.png'))
+        assert ids.mode == 'L'
+        np.testing.assert_array_equal(np.asarray(ids), np.array(helpers.TOY_SERVER_IDS)[pred])
     assert last_miou(out) == pytest.approx(expected, abs=5e-5)
     assert res['metrics']['num_pixels'] == sum(int((gt != 255).sum()) for gt, _ in pairs)
     assert [pc['name'] for pc in res['metrics']['per_class']] == NAMES

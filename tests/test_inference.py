@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import make_checkpoint, make_dataset
+from helpers import make_checkpoint, make_dataset, make_descriptor
 from deeplab_resnet.colormap import colourise, voc_palette_flat
 from deeplab_resnet.constants import IMG_MEAN_BGR
 
@@ -114,18 +114,21 @@ def run1(module_dir, ckpt, inputs):
     return code, out, stdout, stderr, prefix
 
 
-def check_mask_labels_probs(out, stem, shape):
+def check_mask_labels_probs(out, stem, shape, colours=None):
     """Reads back <stem>_mask.png, <stem>.png (indices) and _probs.npy; returns labels and
-    probs."""
+    probs. colours: the [NC][R, G, B] class colours expected (default: VOC's)."""
     label_img = Image.open(os.path.join(out, stem + '.png'))
     assert label_img.mode == 'P' and label_img.size == (shape[1], shape[0])
     palette = label_img.getpalette()
-    assert len(palette) >= 3 * NC and palette == voc_palette_flat()[:len(palette)]
+    voc = voc_palette_flat()
+    expected = voc if colours is None else sum(colours, []) + voc[3 * NC:]
+    assert len(palette) >= 3 * NC and palette == expected[:len(palette)]
     labels = np.asarray(label_img)
     assert labels.max() < NC
     mask = Image.open(os.path.join(out, stem + '_mask.png'))
     assert mask.mode == 'RGB' and mask.size == (shape[1], shape[0])
-    np.testing.assert_array_equal(np.asarray(mask), colourise(labels, NC))
+    np.testing.assert_array_equal(np.asarray(mask), colourise(labels, NC) if colours is None
+                                  else np.array(colours, np.uint8)[labels])
     probs = np.load(os.path.join(out, stem + '_probs.npy'))
     assert probs.dtype == np.float16 and probs.shape == shape + (NC,)
     np.testing.assert_allclose(probs.astype(np.float32).sum(-1), 1.0, atol=1e-2)
@@ -186,17 +189,35 @@ def test_provenance_record_values_used_and_reported(run1):
     assert 'bg, one, two, three' in lines[0]
 
 
+COLOURS = [[10, 200, 30], [250, 5, 120], [40, 90, 250], [200, 200, 0]]   # none VOC's
+SERVER_IDS = [3, 14, 15, 92]
+
+
 def test_cli_subprocess_with_crf(tmp_path, ckpt):
-    img = save_image(tmp_path / 'photo.jpg', (33, 40), 7)
-    out = tmp_path / 'out'
-    result = subprocess.run([sys.executable, os.path.join(ROOT, 'inference.py'), img, ckpt,
-                             '--num-classes', str(NC), '--save-dir', str(out), '--crf',
+    # The data (a "test" split of image-only lines), class count, names, colours and server
+    # ids from a dataset descriptor alone.
+    save_image(tmp_path / 'photo.jpg', (33, 40), 7)
+    (tmp_path / 'test.txt').write_text('/photo.jpg\n')
+    dataset = make_descriptor(tmp_path, tmp_path, {'test': str(tmp_path / 'test.txt')},
+                              names=('bg', 'one', 'two', 'three'), palette=COLOURS,
+                              server_ids=SERVER_IDS)
+    out, ids = tmp_path / 'out', tmp_path / 'ids'
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'inference.py'),
+                             '--dataset', dataset, '--split', 'test', ckpt,
+                             '--save-dir', str(out), '--crf', '--save-server-ids', str(ids),
                              '--crf-iterations', '3', '--save-labels', '--save-probs'],
                             cwd=str(tmp_path), env=ENV, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(os.listdir(str(out))) == ['photo.png', 'photo_mask.png', 'photo_probs.npy']
-    check_mask_labels_probs(str(out), 'photo', (33, 40))   # the CRF's probabilities
+    # The CRF's probabilities; the masks in the descriptor's colours.
+    labels, _ = check_mask_labels_probs(str(out), 'photo', (33, 40), COLOURS)
+    assert os.listdir(str(ids)) == ['photo.png']
+    server = Image.open(str(ids / 'photo.png'))
+    assert server.mode == 'L'
+    np.testing.assert_array_equal(np.asarray(server), np.array(SERVER_IDS)[labels])
+    assert '4 classes (--dataset %s)' % dataset in result.stdout
+    assert 'class names: --dataset %s (bg, one, two, three)' % dataset in result.stdout
     assert 'CRF' in result.stdout and 'first mask after' in result.stdout
     assert not error_lines(result.stderr)
 

@@ -135,3 +135,30 @@ def test_format_table():
     assert lines[5].split() == ['class_4', '0.00', 'n/a']
     assert lines[1].split() == ['class_0', '60.00', '75.00']
     assert '42.50' in text and '70.00' in text and '58.00' in text
+
+
+def test_both_mean_iou_conventions_by_hand():
+    """Class 2 is only predicted (IoU 0), class 3 appears nowhere. By hand:
+    IoU_0 = 5 / (8 + 6 - 5) = 5/9, IoU_1 = 3 / (4 + 4 - 3) = 3/5, IoU_2 = 0;
+    present in the ground truth or the predictions: (5/9 + 3/5 + 0) / 3 = 52/135;
+    present in the ground truth (kazuto's convention): (5/9 + 3/5) / 2 = 26/45."""
+    cm = np.array([[5, 1, 2, 0],
+                   [1, 3, 0, 0],
+                   [0, 0, 0, 0],
+                   [0, 0, 0, 0]])
+    m = compute_metrics(cm, ['sky', 'road', 'boat', 'tree'])
+    assert m['mean_iou'] == pytest.approx(52 / 135, abs=1e-15)
+    assert m['mean_iou_gt_classes'] == pytest.approx(26 / 45, abs=1e-15)
+    assert m['classes_in_mean_iou'] == [0, 1, 2] and m['num_classes_in_mean_iou'] == 3
+    assert m['classes_in_mean_iou_gt_classes'] == [0, 1]
+    text = format_table(m)
+    assert 'mean IoU:               38.52 %  (over 3 of 4 classes: in the ground truth or the ' \
+           'predictions)' in text
+    assert "mean IoU, GT classes:   57.78 %  (over 2 of 4 classes: in the ground truth; " \
+           "kazuto's convention)" in text
+    assert '  classes only predicted (IoU 0, in the first mean only): boat' in text
+    assert '  classes in neither (n/a, in no mean): tree' in text
+    # Every class predicted where it is true: the two conventions agree.
+    same = compute_metrics(np.diag([2, 3, 4]))
+    assert same['mean_iou'] == same['mean_iou_gt_classes'] == 1.0
+    assert 'only predicted' not in format_table(same)

@@ -1,4 +1,5 @@
 """train_msc.py: accumulation, learning, summaries, snapshots / resume, bad input."""
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,9 @@ import tensorflow as tf
 import train_msc
 from deeplab_resnet import checkpoints, losses, msc, optim
 from deeplab_resnet.utils import session_config
-from helpers import make_checkpoint, make_dataset, read_until
+from deeplab_resnet.colormap import IGNORE_COLOUR
+from helpers import (TOY_PALETTE, TOY_SERVER_IDS, make_checkpoint, make_dataset,
+                     make_descriptor, read_until)
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,15 +99,27 @@ def test_accumulated_micro_batches_equal_one_big_batch(tmp_path):
     assert moved == len(results[0])   # every trainable variable took part
 
 
+def colours_of(png_bytes, columns):
+    """The set of RGB colours in columns [a, b) of a summary image."""
+    import io
+    from PIL import Image
+    rgb = np.asarray(Image.open(io.BytesIO(png_bytes)).convert('RGB'))[:, columns[0]:columns[1]]
+    return set(map(tuple, rgb.reshape(-1, 3).tolist()))
+
+
 def test_training_learns_and_writes_summaries(data, tmp_path):
     snap = tmp_path / 'snap'
+    # The data flags from a dataset descriptor alone (its "train" split, names, colours).
+    desc = make_descriptor(tmp_path, data[0], {'train': data[1]})
     # From scratch, the paper's x10 / x20 classifier rates oscillate (docs/demo.md);
     # with 0.1 / 0.2 the fused loss measured 2.60 at step 1 and 0.66 over steps 26-30.
-    code = train_msc.main(base_args(data, snap, '--num-steps', '30', '--is-training',
-                                    '--learning-rate', LEARNING_TEST_LR,
-                                    '--aspp-lr-mult', '0.1,0.2',
-                                    '--save-pred-every', '15', '--save-num-images', '2',
-                                    '--keep-snapshots', '1'))
+    code = train_msc.main(['--dataset', desc, '--input-size', '%d,%d' % (SIZE, SIZE),
+                           '--batch-size', '2', '--grad-update-every', '1',
+                           '--snapshot-dir', str(snap), '--threads', '2',
+                           '--restore-from', 'none', '--num-steps', '30', '--is-training',
+                           '--learning-rate', LEARNING_TEST_LR, '--aspp-lr-mult', '0.1,0.2',
+                           '--save-pred-every', '15', '--save-num-images', '2',
+                           '--keep-snapshots', '1'])
     assert code == 0
     scalars, images, graphs = read_events(str(snap))
     for tag in ['loss/total', 'loss/cross_entropy', 'loss/weight_decay', 'loss/fused',
@@ -119,9 +134,20 @@ def test_training_learns_and_writes_summaries(data, tmp_path):
     assert graphs >= 1
     # Two rows of image | label | prediction, each SIZE x 3 SIZE, at steps 15 and 30.
     assert sorted(images) == ['image_label_prediction/image/0', 'image_label_prediction/image/1']
+    palette = set(map(tuple, TOY_PALETTE))
     for shots in images.values():
         assert [s for s, _ in shots] == [15, 30]
         assert (shots[0][1].height, shots[0][1].width) == (SIZE, 3 * SIZE)
+        # Label and prediction panels in the descriptor's colours (none of them VOC's).
+        encoded = shots[-1][1].encoded_image_string
+        label_colours = colours_of(encoded, (SIZE, 2 * SIZE))
+        assert label_colours <= palette | {IGNORE_COLOUR} and label_colours & palette
+        assert colours_of(encoded, (2 * SIZE, 3 * SIZE)) <= palette
+    with open(str(snap / 'model.ckpt-30.json')) as f:
+        record = json.load(f)
+    assert record['class_names'] == ['bg', 'rect', 'disc'] and record['num_classes'] == 3
+    assert record['palette'] == TOY_PALETTE and record['server_ids'] == TOY_SERVER_IDS
+    assert record['dataset'] == desc and record['train_list']['path'] == data[1]
     assert sorted(os.listdir(str(snap))).count('checkpoint') == 1
     assert checkpoints.latest_in_dir(str(snap)).endswith('model.ckpt-30')
     stored = dict(tf.train.list_variables(str(snap / 'model.ckpt-30')))
