@@ -23,7 +23,7 @@ import tensorflow as tf
 from PIL import Image
 
 from deeplab_resnet import (checkpoints, colormap, datalist, distribute, precision,
-                            provenance, snapshots)
+                            provenance, runlock, snapshot_folder, snapshots)
 from deeplab_resnet.errors import warn as warn_line
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.model import variable_name
@@ -205,7 +205,7 @@ def prepare(args, cluster, warn=warn_line, started=None):
     train_list = provenance.list_info(args.data_list)
     geometry = snapshots.InputGeometry(args.batch_size * args.grad_update_every
                                        * len(cluster.devices), cluster.num_workers)
-    latest, record = snapshots.check_resume(args, train_list, warn, geometry)
+    latest, record = snapshots.check_resume(args, train_list, warn, geometry, cluster.is_chief)
     position = 0
     if latest is None:
         snapshots.initial_weights(args)   # fails early when they are missing
@@ -222,7 +222,10 @@ def train(args, log=print, warn=warn_line, started=None):
     """Runs training to args.num_steps; returns the process exit code (0; 3 diverged; 4 a
     worker lost; 130 / 143 stopped by Ctrl-C / SIGTERM). started: when the command started
     (time.time()), for the start-up time logged after the first update."""
-    with tf.Graph().as_default(), StopFlag() as stop:
+    chief = distribute.is_chief(distribute.read_tf_config())
+    # The lease (one run per folder) also checks that the folder can be written, at once.
+    with runlock.acquire(args.snapshot_dir, chief), tf.Graph().as_default(), \
+            StopFlag() as stop:
         tf1.set_random_seed(args.random_seed)
         np.random.seed(args.random_seed)
         cluster = distribute.setup(args.num_replicas, session_config(args.threads),
@@ -269,7 +272,8 @@ def _run(args, facts, graph, stop, log, warn):
                                         graph.network_saver)
             start = _start(sess, run, args, facts, graph, snaps, log, warn)
             if cluster.is_chief:
-                writer = tf1.summary.FileWriter(args.snapshot_dir, graph=sess.graph)
+                writer = tf1.summary.FileWriter(args.snapshot_dir,
+                                                graph=_graph_unless_written(args, sess))
             loop = Loop(sess, run, args, facts, graph, start, snaps, writer, stop, log)
             return loop.run_updates()
         except Stalled as e:
@@ -284,14 +288,35 @@ def _run(args, facts, graph, stop, log, warn):
                 raise err
             raise
         finally:
-            writer.flush()
-            writer.close()
+            _close_writer(writer, warn, failing=sys.exc_info()[0] is not None)
+
+
+def _graph_unless_written(args, sess):
+    """The graph for the event file, once per folder: None when an earlier run's event file
+    is there (each holds the 17-33 MB graph)."""
+    written = any(n.startswith('events.out.tfevents.') for n in os.listdir(args.snapshot_dir))
+    return None if written else sess.graph
+
+
+def _close_writer(writer, warn, failing):
+    """Flushes and closes the event writer without masking the error that ends the run
+    (`failing`: a full disk fails the flush too); otherwise a failure is one warning line."""
+    try:
+        writer.flush()
+        writer.close()
+    except (tf.errors.OpError, OSError) as e:
+        if not failing:
+            warn('the TensorBoard events could not all be written (%s)'
+                 % ('no space left on the device' if snapshot_folder.is_no_space(e)
+                    else e.__class__.__name__))
 
 
 def _start(sess, run, args, facts, graph, snaps, log, warn):
     latest, record = facts.resume
+    if facts.cluster.is_chief:
+        snaps.recover()   # every start: takes over the kept snapshots, removes leftovers
     if latest:
-        return snapshots.resume(sess, graph.saver, snaps, latest, record, graph.global_step,
+        return snapshots.resume(sess, graph.saver, latest, record, graph.global_step,
                                 facts.input_position, log)
     return snapshots.initialise(sess, args, graph.network_variables, graph.zero_residual,
                                 log, warn, run)
