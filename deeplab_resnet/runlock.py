@@ -67,6 +67,7 @@ class Lease(object):
         self.heartbeat_s, self.stale_s, self.clock = heartbeat_s, stale_s, clock
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.started = None
+        self.created = False   # the folder did not exist: removed again if left empty
         self._stop = threading.Event()
         self._thread = None
 
@@ -124,6 +125,7 @@ class Lease(object):
         """Takes the lease, or raises InputError naming the run that holds it (or why the
         folder cannot be written). Starts the heartbeat thread. Returns self."""
         try:
+            self.created = not os.path.lexists(self.directory)
             os.makedirs(self.directory, exist_ok=True)
         except OSError as e:
             raise InputError('%s: cannot create the snapshot folder (%s)' % (
@@ -201,6 +203,11 @@ class Lease(object):
         if content and content.get('pid') == self.pid and content.get('host') == self.host:
             try:
                 os.remove(self.path)
+            except OSError:
+                pass
+        if self.created:
+            try:
+                os.rmdir(self.directory)   # only if empty: a run that wrote nothing
             except OSError:
                 pass
 

@@ -534,3 +534,67 @@ def test_the_graph_is_written_once_per_folder(tmp_path):
     assert trainer._graph_unless_written(Args, Sess) == 'the graph'
     (tmp_path / 'events.out.tfevents.123.host').write_text('')
     assert trainer._graph_unless_written(Args, Sess) is None
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+@pytest.fixture(scope='module')
+def data(module_dir):
+    from helpers import make_dataset
+    root = str(module_dir('folder_data'))
+    return root, make_dataset(root, num_images=4, sizes=((40, 50), (41, 37)), num_classes=3)
+
+
+def test_trainer_relative_folder_rotation_and_corrupt_newest(data, tmp_path, monkeypatch,
+                                                            capsys):
+    """The real trainer (33x33, 4 steps, a snapshot at each) from a relative --snapshot-dir
+    with --keep-snapshots 2: exactly two snapshots stay, a decoy of the same name in the parent
+    of the working directory survives. The newest snapshot cut in half and a leftover
+    temporary file: the same command warns once, moves it to corrupt/, removes the leftover,
+    resumes from the one before and saves again exactly the snapshot that was lost; the graph
+    is in one event file only."""
+    import train_msc
+    root, lst = data
+    work = tmp_path / 'work'
+    work.mkdir()
+    decoy = tmp_path / (DATA % 3)
+    decoy.write_text('not yours')
+    monkeypatch.chdir(str(work))
+    command = ['--data-dir', root, '--data-list', lst, '--input-size', '33,33',
+               '--num-classes', '3', '--batch-size', '1', '--grad-update-every', '1',
+               '--scales', '1', '--snapshot-dir', 'snaps', '--threads', '2',
+               '--restore-from', 'none', '--is-training', '--num-steps', '4',
+               '--save-pred-every', '1', '--keep-snapshots', '2']
+
+    assert train_msc.main(command) == 0
+    capsys.readouterr()
+    snap = work / 'snaps'
+    assert saved_steps(str(snap)) == [3, 4]
+    assert snapshot_folder.read_state(str(snap)) == ['model.ckpt-3', 'model.ckpt-4']
+    names = ['res5c_branch2c/weights', 'fc1_voc12_c0/weights', 'bn_conv1/moving_mean',
+             'conv1/weights/Momentum', 'global_step']
+    lost = {n: tf.train.load_variable(str(snap / 'model.ckpt-4'), n) for n in names}
+    _cut(str(snap / (DATA % 4)))
+    (snap / (DATA % 4 + '.tempstate77')).write_text('left by a kill -9')
+
+    assert train_msc.main(command) == 0
+    out = capsys.readouterr()
+    warnings = [l for l in out.err.splitlines() if l.startswith('warning: ')]
+    assert len(warnings) == 1, out.err
+    assert warnings[0].startswith('warning: snaps/model.ckpt-4: broken snapshot (its data '
+                                  'hold ')
+    assert warnings[0].endswith('moved to snaps/corrupt')
+    assert 'resumed from snaps/model.ckpt-3 at step 3' in out.out
+    assert saved_steps(str(snap)) == [3, 4]
+    assert files(str(snap / 'corrupt')) == ['model.ckpt-4.data-00000-of-00001',
+                                            'model.ckpt-4.index', 'model.ckpt-4.json']
+    assert not (snap / (DATA % 4 + '.tempstate77')).exists()
+    assert not (snap / runlock.LOCK_FILE).exists()
+    for n in names:   # the resumed run computed step 4 again, exactly
+        np.testing.assert_array_equal(tf.train.load_variable(str(snap / 'model.ckpt-4'), n),
+                                      lost[n], err_msg=n)
+    assert decoy.read_text() == 'not yours'
+    events = [n for n in files(str(snap)) if n.startswith('events.')]
+    graphs = [sum(bool(e.graph_def) for e in tf1.train.summary_iterator(str(snap / n)))
+              for n in events]
+    assert sorted(graphs) == [0, 1], graphs
