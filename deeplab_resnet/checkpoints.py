@@ -33,6 +33,7 @@ def resolve_checkpoint(path):
             listed = snapshot_folder.read_state(path)
             raise InputError('%s: no checkpoint in this directory (%s)' % (
                 path, 'no "checkpoint" file' if listed is None else
+                'its "checkpoint" file lists none' if not listed else
                 'none of the %d its "checkpoint" file lists is whole' % len(listed)))
         return prefix
     if os.path.isfile(path + '.index'):

@@ -22,9 +22,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from deeplab_resnet import (checkpoints, colormap, datalist, distribute, precision,
-                            provenance, runlock, snapshot_folder, snapshots)
-from deeplab_resnet.errors import warn as warn_line
+from deeplab_resnet import (checkpoints, colormap, datalist, distribute, events, precision,
+                            provenance, runlock, snapshots)
+from deeplab_resnet.errors import InputError, warn as warn_line
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.model import variable_name
 from deeplab_resnet.progress import format_seconds
@@ -272,8 +272,7 @@ def _run(args, facts, graph, stop, log, warn):
                                         graph.network_saver)
             start = _start(sess, run, args, facts, graph, snaps, log, warn)
             if cluster.is_chief:
-                writer = tf1.summary.FileWriter(args.snapshot_dir,
-                                                graph=_graph_unless_written(args, sess))
+                writer = events.EventWriter(args.snapshot_dir, sess.graph)
             loop = Loop(sess, run, args, facts, graph, start, snaps, writer, stop, log)
             return loop.run_updates()
         except Stalled as e:
@@ -291,24 +290,15 @@ def _run(args, facts, graph, stop, log, warn):
             _close_writer(writer, warn, failing=sys.exc_info()[0] is not None)
 
 
-def _graph_unless_written(args, sess):
-    """The graph for the event file, once per folder: None when an earlier run's event file
-    is there (each holds the 17-33 MB graph)."""
-    written = any(n.startswith('events.out.tfevents.') for n in os.listdir(args.snapshot_dir))
-    return None if written else sess.graph
-
-
 def _close_writer(writer, warn, failing):
     """Flushes and closes the event writer without masking the error that ends the run
     (`failing`: a full disk fails the flush too); otherwise a failure is one warning line."""
     try:
-        writer.flush()
         writer.close()
-    except (tf.errors.OpError, OSError) as e:
+    except (InputError, RuntimeError, tf.errors.OpError, OSError) as e:
         if not failing:
-            warn('the TensorBoard events could not all be written (%s)'
-                 % ('no space left on the device' if snapshot_folder.is_no_space(e)
-                    else e.__class__.__name__))
+            warn(str(e) if isinstance(e, InputError) else
+                 'the TensorBoard events could not all be written (%s)' % e.__class__.__name__)
 
 
 def _start(sess, run, args, facts, graph, snaps, log, warn):

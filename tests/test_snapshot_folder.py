@@ -13,13 +13,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab_resnet import (checkpoints, predictor, provenance, runlock, settings,
+from deeplab_resnet import (checkpoints, events, predictor, provenance, runlock, settings,
                             snapshot_folder, snapshots, trainer)
 from deeplab_resnet.errors import InputError
 
@@ -361,24 +362,45 @@ def test_a_full_tmpfs(tiny, tmp_path):
         subprocess.run(['umount', str(mount)])
 
 
-class FailingWriter(object):
-    def __init__(self):
-        self.closed = False
+def test_the_event_writer_on_a_full_disk_is_one_line_and_does_not_mask(tmp_path):
+    """TensorFlow's event writer on a full disk: its thread dies (its traceback is not shown)
+    and the next call raises; EventWriter makes that the one line, and closing it on the way
+    out of a failing run adds nothing. The graph goes only into a folder's first event
+    file."""
+    class Dying(object):
+        def add_summary(self, *unused):
+            raise RuntimeError('%s/events.out.tfevents.1.host; No space left on device'
+                               % tmp_path)
 
-    def flush(self):
-        raise tf.errors.ResourceExhaustedError(None, None, 'events: No space left on device')
+        flush = close = add_summary
 
-    def close(self):
-        self.closed = True
-
-
-def test_the_event_writer_does_not_mask_the_error():
+    for _ in range(2):   # two runs
+        with tf.Graph().as_default() as graph:
+            tf.constant(1.0)
+            writer = events.EventWriter(str(tmp_path), graph)
+            writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(tag='x',
+                                                                    simple_value=1.0)]), 1)
+            writer.close()
+        time.sleep(1.1)   # event files are named by the second
+    names = [n for n in files(str(tmp_path)) if n.startswith('events.')]
+    assert sorted(sum(bool(e.graph_def) for e in tf1.train.summary_iterator(
+        str(tmp_path / n))) for n in names) == [0, 1]
+    hook = threading.excepthook
+    with tf.Graph().as_default() as graph:
+        writer = events.EventWriter(str(tmp_path), graph)
+    assert threading.excepthook is not hook   # the writer thread's traceback is kept quiet
+    writer.writer = Dying()
+    with pytest.raises(InputError) as info:
+        writer.add_summary(None, 1)
+    assert str(info.value) == ('%s: no space left on the device while writing the TensorBoard '
+                               'events; the snapshots written so far are intact: free space, '
+                               'then run the same command to resume' % tmp_path)
     warnings = []
-    trainer._close_writer(FailingWriter(), warnings.append, failing=True)
+    trainer._close_writer(writer, warnings.append, failing=True)
     assert warnings == []
-    trainer._close_writer(FailingWriter(), warnings.append, failing=False)
-    assert warnings == ['the TensorBoard events could not all be written (no space left on '
-                        'the device)']
+    trainer._close_writer(writer, warnings.append, failing=False)
+    assert warnings == [str(info.value)]
+    assert threading.excepthook is hook
 
 
 # ----------------------------------------------------------------------------- 6, 7 lease
@@ -522,18 +544,6 @@ def test_an_evaluation_whose_snapshot_is_rotated_away_takes_the_newest(tiny, tmp
             np.testing.assert_array_equal(sess.run(a), Tiny.value(3)[0])
     assert len(warnings) == 1 and 'rotated it away' in warnings[0]
     assert settings.followed(restored, got).record['step'] == 3
-
-
-def test_the_graph_is_written_once_per_folder(tmp_path):
-    class Args(object):
-        snapshot_dir = str(tmp_path)
-
-    class Sess(object):
-        graph = 'the graph'
-
-    assert trainer._graph_unless_written(Args, Sess) == 'the graph'
-    (tmp_path / 'events.out.tfevents.123.host').write_text('')
-    assert trainer._graph_unless_written(Args, Sess) is None
 
 
 # ----------------------------------------------------------------------------- the trainer
