@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Train DeepLab-v2 ResNet-101 with multi-scale inputs (1, 0.75, 0.5; max fusion; four losses).
 
-Resumes from the latest snapshot in --snapshot-dir when there is one (everything: network,
-momentum, step), but only when that snapshot's provenance record has this command's class
-count, data list (by digest) and input size (--force-resume overrides; a snapshot without a
-record resumes with a warning). --restore-from only initialises the network's variables.
+Resumes from the newest whole snapshot in --snapshot-dir when there is one (everything:
+network, momentum, step), but only when that snapshot's provenance record has this command's
+class count, data list (by digest) and input size (--force-resume overrides; a snapshot
+without a record resumes with a warning). Broken snapshots are moved to SNAPSHOT_DIR/corrupt/;
+one run at a time per folder (SNAPSHOT_DIR/train.lock). See docs/training.md. --restore-from only initialises the network's variables.
 --snapshot-dir is also the TensorBoard log directory.
 
 Every snapshot model.ckpt-<step> gets a provenance record model.ckpt-<step>.json: class count

@@ -7,6 +7,7 @@ import os
 
 import tensorflow as tf
 
+from deeplab_resnet import snapshot_folder
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.model import LOGITS, is_aspp_variable, variable_name
 
@@ -14,10 +15,11 @@ tf1 = tf.compat.v1
 
 
 def latest_in_dir(directory):
-    """Latest checkpoint prefix of a directory with a `checkpoint` state file, or None."""
+    """The newest whole checkpoint prefix a directory's `checkpoint` state file lists (by base
+    name, inside the directory: snapshot_folder), or None."""
     if not os.path.isdir(directory):
         return None
-    return tf1.train.latest_checkpoint(directory)
+    return snapshot_folder.newest_whole(directory)
 
 
 def resolve_checkpoint(path):
@@ -28,7 +30,11 @@ def resolve_checkpoint(path):
     if os.path.isdir(path):
         prefix = latest_in_dir(path)
         if prefix is None:
-            raise InputError('%s: no checkpoint in this directory (no "checkpoint" file)' % path)
+            listed = snapshot_folder.read_state(path)
+            raise InputError('%s: no checkpoint in this directory (%s)' % (
+                path, 'no "checkpoint" file' if listed is None else
+                'its "checkpoint" file lists none' if not listed else
+                'none of the %d its "checkpoint" file lists is whole' % len(listed)))
         return prefix
     if os.path.isfile(path + '.index'):
         return path

@@ -39,7 +39,7 @@ from deeplab_resnet.crf import (CRFPool, add_crf_arguments, add_workers_argument
 from deeplab_resnet.errors import InputError, warn as warn_line
 from deeplab_resnet.inference import SUFFIXES, check_save_dir, output_stem, save_outputs
 from deeplab_resnet.progress import Progress
-from deeplab_resnet.settings import restore_settings, summary_line
+from deeplab_resnet.settings import followed, restore_settings, summary_line
 
 DEFAULT_LIST = './dataset/val.txt'
 DEFAULT_SPLITS = ('val', 'test')   # with --dataset: the list evaluated without --data-list
@@ -252,14 +252,18 @@ def _run_text(args, num_images, total, arithmetic):
 def run_network(args, prepared, log=print, warn=warn_line):
     """Builds the Predictor (and the CRF pool), logs the summary line and runs
     confusion_matrices with a progress line (and --save-dir's files).
-    Returns (network ConfusionMatrix, the CRF's or None, seconds)."""
+    Returns (network ConfusionMatrix, the CRF's or None, seconds, the settings.Restored of
+    the checkpoint restored: another than prepared's when a running training rotated that
+    one away meanwhile)."""
     from deeplab_resnet.predictor import Predictor   # TensorFlow: after the input checks
     examples, settings = prepared.examples, prepared.restored.settings
     num_classes = settings['num_classes']
     arithmetic = precision.choose(args.precision, warn)
     predictor = Predictor(prepared.restored.prefix, num_classes, tuple(args.scales),
-                          args.flip, settings['img_mean'], args.threads, arithmetic)
-    log(summary_line(prepared.restored, _run_text(args, len(examples), prepared.total,
+                          args.flip, settings['img_mean'], args.threads, arithmetic,
+                          found_in=prepared.restored.found_in)
+    restored = followed(prepared.restored, predictor.prefix)
+    log(summary_line(restored, _run_text(args, len(examples), prepared.total,
                                                   arithmetic)))
     pool = (CRFPool(args.crf_workers, crf_params_from_args(args)) if args.crf
             else contextlib.nullcontext())
@@ -286,7 +290,7 @@ def run_network(args, prepared, log=print, warn=warn_line):
                                             args.ignore_out_of_range, finish)
         seconds = time.time() - start
         progress.close()
-    return net_cm, crf_cm, seconds
+    return net_cm, crf_cm, seconds, restored
 
 
 # ----------------------------------------------------------------------------- report
@@ -366,8 +370,8 @@ def evaluate(args, log=print, warn=warn_line):
       an overlap with the training images.
     """
     prepared = prepare(args, warn)
-    net_cm, crf_cm, seconds = run_network(args, prepared, log, warn)
-    return report(args, prepared, net_cm, crf_cm, seconds, log)
+    net_cm, crf_cm, seconds, restored = run_network(args, prepared, log, warn)
+    return report(args, prepared._replace(restored=restored), net_cm, crf_cm, seconds, log)
 
 
 def write_json(path, results):

@@ -238,7 +238,8 @@ def _segment(images, restored, args, start, log, err):
     arithmetic = precision.choose(args.precision, _printer(err, 'warning: '))
     with Predictor(restored.prefix, settings['num_classes'], scales=tuple(args.scales),
                    flip=args.flip, img_mean=settings['img_mean'], threads=args.threads,
-                   precision=arithmetic) as predictor, pool as crf_pool:
+                   precision=arithmetic, found_in=restored.found_in) as predictor, \
+            pool as crf_pool:
         log('graph built and weights restored in %.1f s (scales %s%s%s, %s, %s)'
             % (time.time() - t_build, ','.join('%g' % s for s in args.scales),
                ', flip' if args.flip else '', ', CRF' if args.crf else '', arithmetic,

@@ -8,22 +8,40 @@ import collections
 import numpy as np
 import tensorflow as tf
 
-from deeplab_resnet import checkpoints, model, msc
+from deeplab_resnet import checkpoints, model, msc, snapshot_folder
 from deeplab_resnet.constants import IMG_MEAN_BGR
+from deeplab_resnet.errors import InputError, warn as warn_line
 from deeplab_resnet.image_reader import preprocess_image
 from deeplab_resnet.utils import session_config
 
 tf1 = tf.compat.v1
 
 
-def restore_folded(sess, prefix):
+def restore_folded(sess, prefix, found_in=None, warn=warn_line):
     """Loads a checkpoint into a network built with fold_batch_norm=True (msc.predict_probs)
     and folds its batch norms (model.fold_batch_norm_op), once. Every network variable comes
     from the checkpoint (restore_variables refuses one that lacks any), so none is
-    initialised first."""
+    initialised first.
+
+    found_in: the directory `prefix` was found in as its newest whole checkpoint, or None.
+      When a running training has rotated `prefix` away since (it is gone or no longer
+      whole), the directory's newest whole checkpoint is restored instead, with a warning.
+    Returns: the prefix restored.
+    """
     variables = checkpoints.model_variables()
-    checkpoints.restore_variables(sess, prefix, variables)
+    try:
+        checkpoints.restore_variables(sess, prefix, variables)
+    except InputError:
+        newer = checkpoints.latest_in_dir(found_in) if found_in else None
+        if newer is None or newer == prefix or snapshot_folder.problem(prefix) is None:
+            raise
+        warn('%s is gone since it was found (a running training rotated it away?): '
+             'restoring %s, the newest whole checkpoint of %s, instead' % (prefix, newer,
+                                                                             found_in))
+        checkpoints.restore_variables(sess, newer, variables)
+        prefix = newer
     sess.run(model.fold_batch_norm_op(variables))
+    return prefix
 
 
 class Predictor(object):
@@ -43,7 +61,7 @@ class Predictor(object):
     """
 
     def __init__(self, checkpoint, num_classes, scales=(1.0,), flip=False,
-                 img_mean=IMG_MEAN_BGR, threads=0, precision='float32'):
+                 img_mean=IMG_MEAN_BGR, threads=0, precision='float32', found_in=None):
         self.prefix = checkpoints.resolve_checkpoint(checkpoint)
         self.num_classes = num_classes
         self.graph = tf.Graph()
@@ -54,7 +72,7 @@ class Predictor(object):
                                               fold_batch_norm=True)
             self.probs, self.labels = probs[0], labels[0]
             self.sess = tf1.Session(config=session_config(threads, inference=True))
-            restore_folded(self.sess, self.prefix)
+            self.prefix = restore_folded(self.sess, self.prefix, found_in)
         self.graph.finalize()
 
     def predict(self, rgb, want_probs=False):

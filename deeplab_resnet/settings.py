@@ -12,6 +12,7 @@ settle it). The module imports no TensorFlow; `restore_settings` loads
 TensorFlow (checkpoints) when called.
 """
 import collections
+import os
 
 from deeplab_resnet import provenance
 from deeplab_resnet.colormap import class_names as default_class_names
@@ -206,12 +207,16 @@ def resolve(prefix, record, num_classes=None, img_mean=None, names=None, names_f
             'server_ids': server_ids, 'sources': sources}
 
 
-Restored = collections.namedtuple('Restored', ['prefix', 'record', 'settings', 'warnings'])
+Restored = collections.namedtuple('Restored', ['prefix', 'record', 'settings', 'warnings',
+                                               'found_in'], defaults=(None,))
 Restored.__doc__ = """A checkpoint and the settings a run uses with it (restore_settings).
 
   prefix: the checkpoint prefix; record: its provenance record (dict) or None;
   settings: resolve's dict; warnings: tuple of messages for flags that contradict the
-    record, for the caller to show once the input is known to fit.
+    record, for the caller to show once the input is known to fit;
+  found_in: the directory the prefix is the newest whole checkpoint of (a directory was
+    given), else None: a restore falls back to the directory's newest whole checkpoint when
+    a running training has rotated the prefix away meanwhile (predictor.restore_folded).
 """
 
 
@@ -251,7 +256,16 @@ def restore_settings(checkpoint_path, num_classes=None, img_mean=None, names_fil
                        warn=pending.append, dataset=dataset, palette_file=palette_file,
                        from_dataset=from_dataset)
     check_class_count(prefix, record, settings)
-    return Restored(prefix, record, settings, tuple(pending))
+    found_in = checkpoint_path if os.path.isdir(checkpoint_path) else None
+    return Restored(prefix, record, settings, tuple(pending), found_in)
+
+
+def followed(restored, prefix):
+    """`restored` for the checkpoint actually restored (restore_folded's fallback): its
+    prefix and record."""
+    if prefix == restored.prefix:
+        return restored
+    return restored._replace(prefix=prefix, record=provenance.read_record(prefix))
 
 
 def describe(settings):

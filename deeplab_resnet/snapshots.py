@@ -4,25 +4,26 @@ its snapshots are written, kept and found again.
 <snapshot-dir>/model.ckpt-<step>{.index,.data-*,.json}: everything (network, optimiser slots,
   global step) and its provenance record, which also holds the input position (examples of
   the run's sequence consumed) so that a resumed run continues the same sequence. The newest
-  --keep-snapshots are listed in the `checkpoint` state file, which is written last: a
-  snapshot counts (is resumed from, is found by a directory --restore-from) only once its
-  files and record are complete.
+  --keep-snapshots are listed in the `checkpoint` state file (names relative to the folder,
+  snapshot_folder), which is written last, once the snapshot's files and record are flushed
+  to the disk: a snapshot counts (is resumed from, is found by a directory --restore-from)
+  only once it is complete. Nothing outside the folder is ever read for resuming, or deleted.
 <snapshot-dir>/best/model.ckpt-<step>: the network with the best validation mIoU so far
   (--val-list), its score in its record; not counted by --keep-snapshots, not resumed from.
+<snapshot-dir>/corrupt/: snapshots found broken when a run started (moved there, with a
+  warning naming each and why); not counted, never deleted.
+<snapshot-dir>/train.lock: the lease of the run using the folder (runlock).
 """
 import collections
-import glob
 import os
-import re
 import shutil
 
 import tensorflow as tf
 
-from deeplab_resnet import checkpoints, provenance
+from deeplab_resnet import checkpoints, provenance, snapshot_folder
 from deeplab_resnet.constants import CHECKPOINT_NAME, DEFAULT_INIT_CHECKPOINT
 from deeplab_resnet.errors import InputError
 
-tf1 = tf.compat.v1
 
 BEST_DIR = 'best'
 SCRATCH = 'none'
@@ -101,22 +102,78 @@ def _differences(record, args, train_list, geometry):
     return diffs
 
 
-def check_resume(args, train_list, warn, geometry=None):
-    """The snapshot a run would resume from, checked against the command before any graph is
-    built: its record must have the command's class count, data list (digest), input size and
-    number of workers, unless args.force_resume. A snapshot without a record resumes with a
-    warning.
+def find_resume(directory, force, warn, chief=True):
+    """The newest whole snapshot of a folder, skipping broken ones (snapshot_folder.problem,
+    or a damaged record: record_problem) newest first, each with one warning; the chief moves
+    them to FOLDER/corrupt/ and rewrites the state file without them. Without a state file,
+    the snapshots on disk are taken over. force (--force-resume): a snapshot whose only fault
+    is its record resumes without it.
+
+    Returns: (prefix, record, record_usable) or (None, None, True) for a folder without
+      snapshots.
+    Raises: InputError (one line) when the folder lists snapshots but none is whole: it never
+      restarts from scratch over them.
+    """
+    if not os.path.isdir(directory):
+        return None, None, True
+    listed = snapshot_folder.read_state(directory)
+    names = snapshot_folder.on_disk(directory) if listed is None else listed
+    if not names:
+        return None, None, True
+    chosen, broken = None, []
+    for name in reversed(names):
+        prefix = os.path.join(directory, name)
+        why = snapshot_folder.problem(prefix)
+        if why is None:
+            why = snapshot_folder.record_problem(prefix)
+            if why is None:
+                chosen = (prefix, provenance.read_record(prefix), True)
+            elif force:
+                warn('--force-resume: resuming %s without its provenance record (%s): its '
+                     'class count, data list and input size are not checked' % (prefix, why))
+                chosen = (prefix, None, False)
+            else:
+                why += ('; to resume it anyway, move its files back from %s and add '
+                        '--force-resume' % os.path.join(directory, snapshot_folder.CORRUPT_DIR))
+        if chosen:
+            break
+        broken.append(name)
+        if why == 'its files are missing':
+            warn('%s: listed in the state file, but its files are missing: skipped' % prefix)
+        elif chief:
+            target = snapshot_folder.move_to_corrupt(directory, name)
+            warn('%s: broken snapshot (%s): moved to %s' % (prefix, why, target))
+        else:
+            warn('%s: broken snapshot (%s): skipped' % (prefix, why))
+    if chosen is None:
+        raise InputError('%s: holds %d snapshot(s), none of them whole (see the warnings); '
+                         'not starting from scratch over them: use another --snapshot-dir'
+                         % (directory, len(names)))
+    if chief and (broken or listed is None):
+        if listed is None:
+            warn('%s: no "checkpoint" state file: taking over the snapshots in the folder (%s)'
+                 % (directory, ', '.join(n for n in names if n not in broken)))
+        snapshot_folder.write_state(directory, [n for n in names if n not in broken])
+    return chosen
+
+
+def check_resume(args, train_list, warn, geometry=None, chief=True):
+    """The snapshot a run would resume from (find_resume: the newest whole one), checked
+    against the command before any graph is built: its record must have the command's class
+    count, data list (digest), input size and number of workers, unless args.force_resume. A
+    snapshot without a record resumes with a warning. chief: whether this process may move
+    broken snapshots (the chief alone writes in the folder).
 
     Returns: (latest snapshot prefix or None, its record or None).
     Raises: InputError (one line) naming what differs and how to start afresh or force it.
     """
-    latest = checkpoints.latest_in_dir(args.snapshot_dir)
+    latest, record, usable = find_resume(args.snapshot_dir, args.force_resume, warn, chief)
     if not latest:
         return None, None
-    record = provenance.read_record(latest)
     if record is None:
-        warn('%s has no provenance record (made by an older version?): resuming without '
-             'checking its class count, data list and input size' % latest)
+        if usable:
+            warn('%s has no provenance record (made by an older version?): resuming without '
+                 'checking its class count, data list and input size' % latest)
         return latest, None
     diffs = _differences(record, args, train_list, geometry)
     if diffs and not args.force_resume:
@@ -152,9 +209,6 @@ def input_record(position, geometry):
                                     ('pipelines', geometry.pipelines)])
 
 
-_SNAPSHOT_FILE = re.compile(re.escape(CHECKPOINT_NAME) + r'-(\d+)\.')
-
-
 class Snapshots(object):
     """Writes and keeps the snapshots of one directory (see the module docstring).
 
@@ -163,37 +217,56 @@ class Snapshots(object):
       saver: tf1.train.Saver of everything (network, slots, step).
       keep: --keep-snapshots.
       network_saver: tf1.train.Saver of the network variables (the best snapshot).
+      fsync: os.fsync (tests count the calls).
     """
 
-    def __init__(self, directory, saver, keep, network_saver=None):
+    def __init__(self, directory, saver, keep, network_saver=None, fsync=None):
         self.directory, self.saver, self.keep = directory, saver, keep
         self.network_saver = network_saver
-        self.kept = []
+        self.fsync = fsync or os.fsync
+        self.kept = []   # base names, oldest first
 
     def recover(self):
-        """Takes over the snapshots of an earlier run (they count towards `keep`, oldest
-        deleted first) and deletes the files of snapshots it did not finish writing."""
-        state = tf1.train.get_checkpoint_state(self.directory)
-        self.kept = list(state.all_model_checkpoint_paths) if state else []
-        listed = set(os.path.basename(p) for p in self.kept)
-        for name in os.listdir(self.directory):
-            match = _SNAPSHOT_FILE.match(name)
-            if match and '%s-%s' % (CHECKPOINT_NAME, match.group(1)) not in listed:
-                _remove(os.path.join(self.directory, name))
+        """Takes over the snapshots the state file lists (they count towards `keep`, oldest
+        deleted first) and removes every file no listed snapshot owns: temporary files and
+        saves cut short (snapshot_folder.orphans). The chief calls it on every start."""
+        self.kept = snapshot_folder.read_state(self.directory) or []
+        return snapshot_folder.remove_orphans(self.directory, self.kept)
 
     def save(self, sess, step, record):
-        """Saves model.ckpt-<step>: files, then the record, then the state file that makes
-        it count; deletes the snapshots beyond `keep`. Returns the prefix."""
-        prefix = os.path.join(self.directory, '%s-%d' % (CHECKPOINT_NAME, step))
-        self.saver.save(sess, prefix, write_meta_graph=False, write_state=False)
-        provenance.write_record(prefix, record)
-        self.kept = [p for p in self.kept if p != prefix] + [prefix]
-        dropped, self.kept = self.kept[:-self.keep], self.kept[-self.keep:]
-        tf1.train.update_checkpoint_state(self.directory, prefix, self.kept)
+        """Saves model.ckpt-<step>: files and record, flushed to the disk, then the state file
+        that makes it count; deletes the files of the snapshots beyond `keep` (inside the
+        folder, by name). Returns the prefix.
+
+        Raises: InputError (one line) when the disk is full: the partial files are removed,
+          the earlier snapshots are intact."""
+        name = '%s-%d' % (CHECKPOINT_NAME, step)
+        prefix = os.path.join(self.directory, name)
+        kept = [n for n in self.kept if n != name] + [name]
+        dropped, kept = kept[:-self.keep], kept[-self.keep:]
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            self.saver.save(sess, prefix, write_meta_graph=False, write_state=False)
+            provenance.write_record(prefix, record)
+            for f in snapshot_folder.owned_files(self.directory, name):
+                snapshot_folder.sync_file(os.path.join(self.directory, f), self.fsync)
+            snapshot_folder.write_state(self.directory, kept, self.fsync)
+        except (tf.errors.OpError, OSError) as e:
+            if not snapshot_folder.is_no_space(e):
+                raise
+            snapshot_folder.remove_orphans(self.directory, self.kept)
+            raise InputError(self._no_space(name))
+        self.kept = kept
         for old in dropped:
-            for path in glob.glob(glob.escape(old) + '.*'):
-                _remove(path)
+            for f in snapshot_folder.owned_files(self.directory, old):
+                snapshot_folder.remove(os.path.join(self.directory, f))
         return prefix
+
+    def _no_space(self, name):
+        return ('%s: no space left on the device while saving %s (its partial files removed); '
+                'the previous snapshot %s is intact: free space, then run the same command '
+                'to resume' % (self.directory, name,
+                               self.kept[-1] if self.kept else 'does not exist (none saved)'))
 
     def save_best(self, sess, step, record):
         """Replaces best/ with the network at `step` and its record (which holds the
@@ -201,14 +274,26 @@ class Snapshots(object):
         best = os.path.join(self.directory, BEST_DIR)
         tmp = best + '.tmp'
         shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        prefix = os.path.join(tmp, '%s-%d' % (CHECKPOINT_NAME, step))
-        self.network_saver.save(sess, prefix, write_meta_graph=False, write_state=False)
-        provenance.write_record(prefix, record)
-        _write_state(tmp, os.path.basename(prefix))
+        name = '%s-%d' % (CHECKPOINT_NAME, step)
+        try:
+            os.makedirs(tmp)
+            prefix = os.path.join(tmp, name)
+            self.network_saver.save(sess, prefix, write_meta_graph=False, write_state=False)
+            provenance.write_record(prefix, record)
+            for f in snapshot_folder.owned_files(tmp, name):
+                snapshot_folder.sync_file(os.path.join(tmp, f), self.fsync)
+            snapshot_folder.write_state(tmp, [name], self.fsync)
+        except (tf.errors.OpError, OSError) as e:
+            if not snapshot_folder.is_no_space(e):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise InputError('%s: no space left on the device while saving the best snapshot '
+                             '(its partial files removed; the earlier best is intact): free '
+                             'space, then run the same command to resume' % self.directory)
         shutil.rmtree(best, ignore_errors=True)
         os.replace(tmp, best)
-        return os.path.join(best, os.path.basename(prefix))
+        snapshot_folder.sync_dir(self.directory, self.fsync)
+        return os.path.join(best, name)
 
     def best_record(self):
         """The record of the best snapshot so far (an earlier run's too), or None."""
@@ -216,37 +301,24 @@ class Snapshots(object):
         return provenance.read_record(latest) if latest else None
 
 
-def _write_state(directory, name):
-    """The `checkpoint` state file of a directory holding one checkpoint, `name` relative to
-    it (so the directory can be renamed; TensorFlow's update_checkpoint_state would resolve a
-    relative name against the working directory)."""
-    path = os.path.join(directory, 'checkpoint')
-    with open(path + '.tmp', 'w') as f:
-        f.write('model_checkpoint_path: "%s"\nall_model_checkpoint_paths: "%s"\n' % (name, name))
-    os.replace(path + '.tmp', path)
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
 def _mean_differs(a, b):
     return [round(float(v), 3) for v in a] != [round(float(v), 3) for v in b]
 
 
-def resume(sess, saver, snapshots, latest, record, step_variable, position, log):
-    """Restores everything from `latest` (network, slots, step) and takes over the earlier
-    run's snapshots; the data continue at `position` (resume_position). Returns Start."""
+def resume(sess, saver, latest, record, step_variable, position, log):
+    """Restores everything from `latest` (network, slots, step); the data continue at
+    `position` (resume_position). Returns Start."""
     try:
         saver.restore(sess, latest)
     except tf.errors.InvalidArgumentError as e:
         raise InputError('%s: cannot resume: its variables do not fit this network (%s); '
                          'start afresh with another --snapshot-dir'
                          % (latest, str(e).splitlines()[0][:200]))
-    snapshots.recover()
+    except (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.OutOfRangeError) as e:
+        raise InputError('%s: cannot resume: its data are damaged or gone (%s); move its files '
+                         'into %s and run the same command again to resume from the snapshot '
+                         'before it' % (latest, e.__class__.__name__, os.path.join(
+                             os.path.dirname(latest), snapshot_folder.CORRUPT_DIR)))
     step = int(sess.run(step_variable))
     init = (record or {}).get('initialised_from')
     if not isinstance(init, dict):

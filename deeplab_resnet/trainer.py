@@ -22,9 +22,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from deeplab_resnet import (checkpoints, cli, colormap, datalist, distribute, precision,
-                            provenance, settings, snapshots)
-from deeplab_resnet.errors import warn as warn_line
+from deeplab_resnet import (checkpoints, cli, colormap, datalist, distribute, events, precision,
+                            provenance, runlock, settings, snapshots)
+from deeplab_resnet.errors import InputError, warn as warn_line
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.model import variable_name
 from deeplab_resnet.progress import format_seconds
@@ -212,7 +212,7 @@ def prepare(args, cluster, warn=warn_line, started=None):
     train_list = provenance.list_info(args.data_list)
     geometry = snapshots.InputGeometry(args.batch_size * args.grad_update_every
                                        * len(cluster.devices), cluster.num_workers)
-    latest, record = snapshots.check_resume(args, train_list, warn, geometry)
+    latest, record = snapshots.check_resume(args, train_list, warn, geometry, cluster.is_chief)
     position = 0
     if latest is None:
         snapshots.initial_weights(args)   # fails early when they are missing
@@ -229,7 +229,10 @@ def train(args, log=print, warn=warn_line, started=None):
     """Runs training to args.num_steps; returns the process exit code (0; 3 diverged; 4 a
     worker lost; 130 / 143 stopped by Ctrl-C / SIGTERM). started: when the command started
     (time.time()), for the start-up time logged after the first update."""
-    with tf.Graph().as_default(), StopFlag() as stop:
+    chief = distribute.is_chief(distribute.read_tf_config())
+    # The lease (one run per folder) also checks that the folder can be written, at once.
+    with runlock.acquire(args.snapshot_dir, chief), tf.Graph().as_default(), \
+            StopFlag() as stop:
         tf1.set_random_seed(args.random_seed)
         np.random.seed(args.random_seed)
         cluster = distribute.setup(args.num_replicas, session_config(args.threads),
@@ -276,7 +279,7 @@ def _run(args, facts, graph, stop, log, warn):
                                         graph.network_saver)
             start = _start(sess, run, args, facts, graph, snaps, log, warn)
             if cluster.is_chief:
-                writer = tf1.summary.FileWriter(args.snapshot_dir, graph=sess.graph)
+                writer = events.EventWriter(args.snapshot_dir, sess.graph)
             loop = Loop(sess, run, args, facts, graph, start, snaps, writer, stop, log)
             return loop.run_updates()
         except Stalled as e:
@@ -291,14 +294,26 @@ def _run(args, facts, graph, stop, log, warn):
                 raise err
             raise
         finally:
-            writer.flush()
-            writer.close()
+            _close_writer(writer, warn, failing=sys.exc_info()[0] is not None)
+
+
+def _close_writer(writer, warn, failing):
+    """Flushes and closes the event writer without masking the error that ends the run
+    (`failing`: a full disk fails the flush too); otherwise a failure is one warning line."""
+    try:
+        writer.close()
+    except (InputError, RuntimeError, tf.errors.OpError, OSError) as e:
+        if not failing:
+            warn(str(e) if isinstance(e, InputError) else
+                 'the TensorBoard events could not all be written (%s)' % e.__class__.__name__)
 
 
 def _start(sess, run, args, facts, graph, snaps, log, warn):
     latest, record = facts.resume
+    if facts.cluster.is_chief:
+        snaps.recover()   # every start: takes over the kept snapshots, removes leftovers
     if latest:
-        return snapshots.resume(sess, graph.saver, snaps, latest, record, graph.global_step,
+        return snapshots.resume(sess, graph.saver, latest, record, graph.global_step,
                                 facts.input_position, log)
     return snapshots.initialise(sess, args, graph.network_variables, graph.zero_residual,
                                 log, warn, run)
