@@ -125,3 +125,11 @@ def add_precision_argument(parser):
                              'with AVX512_BF16 or AMX and on GPUs, and changes a few pixels\' '
                              'labels; elsewhere it runs float32, saying so (default '
                              '%(default)s)')
+
+
+def add_deterministic_argument(parser):
+    parser.add_argument('--deterministic', action='store_true',
+                        help='TensorFlow\'s op determinism: the same inputs give bitwise the '
+                             'same results on the same hardware and software, also on GPUs '
+                             '(slower; an op without a deterministic kernel stops the run '
+                             'naming it); see docs/gpu.md')

@@ -58,6 +58,7 @@ def build_parser(description=None, crf=False):
     cli.add_data_arguments(p, DEFAULT_LIST)
     cli.add_model_arguments(p, from_record=True)
     cli.add_precision_argument(p)
+    cli.add_deterministic_argument(p)
     p.add_argument('--num-steps', type=cli.positive_int, default=None,
                    help='evaluate only the first N images of the list (default: all)')
     p.add_argument('--restore-from', default=DEFAULT_CHECKPOINT,
@@ -238,12 +239,16 @@ def run_network(args, prepared, log=print, warn=warn_line):
     """Builds the Predictor (and the CRF pool), logs the summary line and runs
     confusion_matrices with a progress line (and --save-dir's files).
     Returns (network ConfusionMatrix, the CRF's or None, seconds)."""
+    from deeplab_resnet import devices
     from deeplab_resnet.predictor import Predictor   # TensorFlow: after the input checks
+    if args.deterministic:
+        devices.make_deterministic()
     examples, settings = prepared.examples, prepared.restored.settings
     num_classes = settings['num_classes']
     arithmetic = precision.choose(args.precision, warn)
     predictor = Predictor(prepared.restored.prefix, num_classes, tuple(args.scales),
                           args.flip, settings['img_mean'], args.threads, arithmetic)
+    devices.log_devices(log, warn)
     log(summary_line(prepared.restored, _run_text(args, len(examples), prepared.total,
                                                   arithmetic)))
     pool = (CRFPool(args.crf_workers, crf_params_from_args(args)) if args.crf
