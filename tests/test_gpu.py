@@ -223,3 +223,14 @@ def test_help_text_does_not_depend_on_the_machine(monkeypatch):
         texts.append(parser.format_help())
         assert parser.parse_args([]).crf_workers == min(cpus, 32)
     assert texts[0] == texts[1]
+
+
+def test_deterministic_flag_in_training_evaluation_and_inference():
+    import importlib
+    from deeplab_resnet import evaluation
+    train_msc = importlib.import_module('train_msc')
+    inference = importlib.import_module('inference')
+    assert train_msc.get_arguments(['--deterministic']).deterministic is True
+    assert train_msc.get_arguments([]).deterministic is False
+    assert evaluation.parse_arguments(['--deterministic'], crf=True).deterministic is True
+    assert inference.get_arguments(['a.jpg', 'ckpt', '--deterministic']).deterministic is True
