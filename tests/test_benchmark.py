@@ -62,3 +62,27 @@ def test_gpu_check_smoke_runs_on_a_cpu(tmp_path):
     assert [s['size'] for s in results['infer_1scale']['sizes']] == [[33, 33], [41, 49]]
     assert results['pipeline_b1']['rate'] > 0
     assert data['env']['gemm_tflops']['float32'] > 0
+
+
+def test_gpu_check_plans_every_phase_for_a_gpu_machine():
+    """The phases of a real run (not exercised by --smoke), by the GPUs a machine has."""
+    import argparse
+    sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+    import gpu_check
+    args = argparse.Namespace(smoke=False, batch=10, xla=True, fast_precision='bfloat16')
+
+    def names(num_gpus):
+        steps = gpu_check.plan(args, num_gpus)
+        return ([spec['name'] for spec, _ in steps if spec],
+                [skip[0] for spec, skip in steps if spec is None])
+    run, skipped = names(1)
+    assert run == ['env', 'train_float32_b1', 'train_float32_b10', 'train_bfloat16_b1',
+                   'train_bfloat16_b10', 'det_float32_b1', 'xla_bfloat16_b10', 'pipeline_b10',
+                   'infer_3scale']
+    assert skipped == ['two_float32_b1']
+    run, skipped = names(2)
+    assert 'two_float32_b1' in run and skipped == []
+    specs = {spec['name']: spec for spec, _ in gpu_check.plan(args, 2) if spec}
+    assert specs['train_float32_b1']['size'] == [321, 321]
+    assert specs['two_float32_b1']['replicas'] == 2
+    assert specs['train_float32_b1']['scales'] == [1.0, 0.75, 0.5]
