@@ -22,8 +22,10 @@ process, one training and one inference graph) and one table ends the run:
   infer      3-scale inference (batch norm folded, the scripts' inference session): latency
              of the first image of a new size (cuDNN autotunes every new shape) vs a
              repeated size.
-  two        two replicas (MirroredStrategy: NCCL over two GPUs), batch 1 each (skipped with
-             one GPU: virtual GPUs would measure rings, not NCCL).
+  two        two replicas (MirroredStrategy: NCCL over two GPUs), batch 1 each, frozen batch
+             norm, and with --is-training --sync-batch-norm (one all-reduce per batch norm
+             and pass, and one per moving average); skipped with one GPU (virtual GPUs would
+             measure rings, not NCCL).
   det        --deterministic (op determinism): two fresh sessions, two updates each, must
              give bitwise the same losses and weights; an op without a deterministic GPU
              kernel is named.
@@ -185,7 +187,9 @@ def case_train(spec):
     n = spec['batch']
     hparams = PAPER._replace(num_classes=NUM_CLASSES, scales=tuple(spec['scales']),
                              grad_update_every=1, learning_rate=speed.TRAIN_BENCH_LR,
-                             precision=spec['precision'])
+                             precision=spec['precision'],
+                             is_training=spec.get('sync_batch_norm', False),
+                             sync_batch_norm=spec.get('sync_batch_norm', False))
     images_np = speed.random_images([n, h, w, 3])
     labels_np = speed.random_labels([n, h, w, 1])
     t0 = time.perf_counter()
@@ -362,8 +366,11 @@ def plan(args, num_gpus):
                                  'here (see env)')))
         if num_gpus >= 2:
             steps.append((train('two_float32_b1', 'float32', 1, 2), None))
+            steps.append((train('two_sync_float32_b1', 'float32', 1, 2, sync_batch_norm=True),
+                          None))
         else:
-            steps.append((None, ('two_float32_b1', 'needs two GPUs (%d visible)' % num_gpus)))
+            for name in ('two_float32_b1', 'two_sync_float32_b1'):
+                steps.append((None, (name, 'needs two GPUs (%d visible)' % num_gpus)))
         steps.append((dict(train('det_float32_b1', 'float32', 1), kind='gpu_det'), None))
         if args.xla:
             steps.append((train('xla_%s_b%d' % (fast, batch), fast, batch, xla=True), None))

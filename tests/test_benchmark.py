@@ -79,9 +79,9 @@ def test_gpu_check_plans_every_phase_for_a_gpu_machine():
     assert run == ['env', 'train_float32_b1', 'train_float32_b10', 'train_bfloat16_b1',
                    'train_bfloat16_b10', 'det_float32_b1', 'xla_bfloat16_b10', 'pipeline_b10',
                    'infer_3scale']
-    assert skipped == ['two_float32_b1']
+    assert skipped == ['two_float32_b1', 'two_sync_float32_b1']
     run, skipped = names(2)
-    assert 'two_float32_b1' in run and skipped == []
+    assert 'two_float32_b1' in run and 'two_sync_float32_b1' in run and skipped == []
     specs = {spec['name']: spec for spec, _ in gpu_check.plan(args, 2) if spec}
     assert specs['train_float32_b1']['size'] == [321, 321]
     assert specs['two_float32_b1']['replicas'] == 2
