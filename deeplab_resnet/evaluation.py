@@ -248,9 +248,9 @@ def run_network(args, prepared, log=print, warn=warn_line):
     arithmetic = precision.choose(args.precision, warn)
     predictor = Predictor(prepared.restored.prefix, num_classes, tuple(args.scales),
                           args.flip, settings['img_mean'], args.threads, arithmetic)
-    devices.log_devices(log, warn)
     log(summary_line(prepared.restored, _run_text(args, len(examples), prepared.total,
                                                   arithmetic)))
+    devices.log_devices(log, warn)
     pool = (CRFPool(args.crf_workers, crf_params_from_args(args)) if args.crf
             else contextlib.nullcontext())
     if args.save_dir:
