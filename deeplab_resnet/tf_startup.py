@@ -19,7 +19,9 @@ below the level are dropped, like TensorFlow drops its later ones, and so is the
 after TensorFlow has said that it found no CUDA driver. Every other line reaches stderr
 unchanged and in order: Python warnings and tracebacks, TensorFlow's warnings and errors at
 or above the level, and at any level the warnings that say why CUDA did not load
-(GPU_LIBRARY_WARNINGS). The filter is this file run as a separate process, so what was written
+(GPU_LIBRARY_WARNINGS) when they come before TensorFlow reads the level (once it has, it drops
+them itself below level 2: the scripts' devices line then says that no GPU is used, and
+TF_CPP_MIN_LOG_LEVEL=0 shows why). The filter is this file run as a separate process, so what was written
 before a crash inside the import still gets out. TF_CPP_MIN_LOG_LEVEL=0 shows everything.
 """
 import os
@@ -38,8 +40,8 @@ ENV_DEFAULTS = (
 GPU_LIBRARY_WARNINGS = (b'Cannot dlopen some GPU libraries', b'Could not load dynamic library',
                         b'not built with CUDA kernel binaries compatible',
                         b'CUDA driver version is insufficient')
-"""TensorFlow's WARNING lines that say why a GPU is not used: shown whatever the level (the
-scripts' devices line says that no GPU is used, these say why)."""
+"""TensorFlow's WARNING lines that say why a GPU is not used: kept by the filter whatever the
+level (the scripts' devices line says that no GPU is used, these say why)."""
 SEVERITY_LEVEL = {b'I': 0, b'W': 1, b'E': 2, b'F': 3}
 ABSL_LINE = re.compile(rb'([IWEF])\d{4} [\d:.]+ +\d+ [^\]\s]+:\d+\] ')
 ABSL_BANNER = b'WARNING: All log messages before absl::InitializeLog() is called'
