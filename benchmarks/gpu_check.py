@@ -174,10 +174,10 @@ def _plain_config():
 
 def case_train(spec):
     """spec: size, scales, batch (per replica), precision, replicas, warmup, repeats; trace,
-    det (two fresh sessions compared), xla. One graph; with a strategy for replicas > 1."""
-    import numpy as np
+    det (two fresh sessions compared), xla, sync_batch_norm (with --is-training). One graph;
+    with a strategy for replicas > 1."""
     import tensorflow as tf
-    from deeplab_resnet import distribute, devices
+    from deeplab_resnet import devices, distribute
     from deeplab_resnet.train_step import PAPER, build_train_step
     from deeplab_resnet.utils import session_config
     tf1 = tf.compat.v1
