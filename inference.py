@@ -79,6 +79,7 @@ def get_arguments(argv=None):
                         'multi-scale model)')
     p.add_argument('--flip', action='store_true',
                    help='average with the prediction of the mirrored image')
+    cli.add_deterministic_argument(p)
     p.add_argument('--crf', action='store_true',
                    help='refine the probabilities with a dense CRF (flags below)')
     from deeplab_resnet.crf import add_crf_arguments, add_workers_argument

@@ -80,6 +80,7 @@ def get_arguments(argv=None):
                         '(another class count)')
     cli.add_model_arguments(p)
     cli.add_precision_argument(p)
+    cli.add_deterministic_argument(p)
     p.add_argument('--num-steps', type=cli.positive_int, default=20001,
                    help='number of updates (default %(default)s)')
     p.add_argument('--power', type=float, default=0.9,

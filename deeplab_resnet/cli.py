@@ -250,3 +250,9 @@ def dataset_settings(args):
     return {'dataset': getattr(args, 'descriptor', None),
             'palette_file': getattr(args, 'palette', None),
             'from_dataset': getattr(args, 'from_dataset', ())}
+def add_deterministic_argument(parser):
+    parser.add_argument('--deterministic', action='store_true',
+                        help='TensorFlow\'s op determinism: the same inputs give bitwise the '
+                             'same results on the same hardware and software, also on GPUs '
+                             '(slower; an op without a deterministic kernel stops the run '
+                             'naming it); see docs/gpu.md')

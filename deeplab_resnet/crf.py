@@ -65,13 +65,33 @@ def add_crf_arguments(parser):
     return parser
 
 
+MAX_DEFAULT_WORKERS = 32
+"""The default --crf-workers is capped: a 200-thread node would otherwise start 200 worker
+interpreters and hold up to 400 pending probability maps (16 MB each for VOC), where 32
+workers at 2-3 CPU-seconds per 500x375 image (docs/speed.md) already refine 10-15 images/s."""
+
+
+def default_workers(affinity=None, cap=MAX_DEFAULT_WORKERS):
+    """The CPUs this process may run on (its affinity: Slurm's and cgroups' allocation, not
+    the node's count), at most `cap`, at least 1. affinity: a set of CPU ids (None: ask the
+    OS)."""
+    if affinity is None:
+        try:
+            affinity = os.sched_getaffinity(0)
+        except (AttributeError, OSError):   # not Linux
+            affinity = range(os.cpu_count() or 1)
+    return max(1, min(len(affinity), cap))
+
+
 def add_workers_argument(parser, *aliases):
     """Adds --crf-workers (args.crf_workers; `aliases` are further option strings for it, e.g.
-    '--num-workers'): CRF worker processes, default the CPU count, 0 = inline."""
+    '--num-workers'): CRF worker processes, default_workers(), 0 = inline. The help names the
+    rule, not this machine's number (docs/flags.md is generated from it)."""
     parser.add_argument('--crf-workers', *aliases, dest='crf_workers', type=cli.non_negative_int,
-                        default=os.cpu_count() or 1,
+                        default=default_workers(),
                         help='CRF worker processes, overlapping with the network (default: the '
-                             'CPU count, %(default)s; 0: the CRF runs in the main process)')
+                             'CPUs this process may use, at most %d; 0: the CRF runs in the '
+                             'main process)' % MAX_DEFAULT_WORKERS)
     return parser
 
 

@@ -131,8 +131,7 @@ def _multi_worker(tf_config, num_replicas, config, timeout_s, environ, log):
     if environ is not None:   # the resolver reads os.environ
         os.environ[TF_CONFIG] = environ[TF_CONFIG]
     resolver = TFConfigClusterResolver()
-    strategy = tf1.distribute.experimental.MultiWorkerMirroredStrategy(
-        cluster_resolver=resolver)
+    strategy = multi_worker_strategy(resolver)
     config = strategy.update_config_proto(config)
     task = tf_config['task']
     try:
@@ -151,6 +150,26 @@ def _multi_worker(tf_config, num_replicas, config, timeout_s, environ, log):
     return Cluster(strategy, strategy.num_replicas_in_sync, devices, workers, task['type'],
                    task['index'], is_chief(tf_config), server.target, config,
                    tf1.RunOptions(timeout_in_ms=int(timeout_s * 1000)), server)
+
+
+def communication(gpus=None):
+    """The collective implementation between workers: NCCL when this worker has GPUs (in graph
+    mode TensorFlow uses NCCL only when asked; AUTO picks host-staged gRPC rings), AUTO (rings)
+    on CPUs. gpus: the visible GPUs (None: ask TensorFlow).
+
+    (One process over several GPUs, MirroredStrategy, needs nothing: over physical GPUs it
+    builds NCCL collectives by default; over CPU devices it reduces to one device.)"""
+    implementation = tf.distribute.experimental.CommunicationImplementation
+    if gpus is None:
+        gpus = tf.config.list_physical_devices('GPU')
+    return implementation.NCCL if gpus else implementation.AUTO
+
+
+def multi_worker_strategy(resolver):
+    """The graph-mode MultiWorkerMirroredStrategy over TF_CONFIG's cluster, with NCCL between
+    workers that have GPUs (communication())."""
+    return tf1.distribute.experimental.MultiWorkerMirroredStrategy(
+        communication=communication(), cluster_resolver=resolver)
 
 
 def describe(cluster):

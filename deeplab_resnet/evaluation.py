@@ -62,6 +62,7 @@ def build_parser(description=None, crf=False):
                                  'else "%s")' % DEFAULT_SPLITS)
     cli.add_model_arguments(p, from_record=True)
     cli.add_precision_argument(p)
+    cli.add_deterministic_argument(p)
     p.add_argument('--num-steps', type=cli.positive_int, default=None,
                    help='evaluate only the first N images of the list (default: all)')
     p.add_argument('--restore-from', default=DEFAULT_CHECKPOINT,
@@ -255,7 +256,10 @@ def run_network(args, prepared, log=print, warn=warn_line):
     Returns (network ConfusionMatrix, the CRF's or None, seconds, the settings.Restored of
     the checkpoint restored: another than prepared's when a running training rotated that
     one away meanwhile)."""
+    from deeplab_resnet import devices
     from deeplab_resnet.predictor import Predictor   # TensorFlow: after the input checks
+    if args.deterministic:
+        devices.make_deterministic()
     examples, settings = prepared.examples, prepared.restored.settings
     num_classes = settings['num_classes']
     arithmetic = precision.choose(args.precision, warn)
@@ -265,6 +269,7 @@ def run_network(args, prepared, log=print, warn=warn_line):
     restored = followed(prepared.restored, predictor.prefix)
     log(summary_line(restored, _run_text(args, len(examples), prepared.total,
                                                   arithmetic)))
+    devices.log_devices(log, warn)
     pool = (CRFPool(args.crf_workers, crf_params_from_args(args)) if args.crf
             else contextlib.nullcontext())
     save_ids = getattr(args, 'save_server_ids', None)

@@ -172,6 +172,10 @@ def run(args, start=None, out=None, err=None):
     for message in restored.warnings:
         warn(message)
     log(summary_line(restored))
+    from deeplab_resnet import devices
+    if args.deterministic:
+        devices.make_deterministic()
+    devices.log_devices(log, warn)
     if args.export_savedmodel:
         _export(restored, args, log)
     if not images:

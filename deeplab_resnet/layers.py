@@ -278,12 +278,17 @@ def global_batch_moments(x):
 
     Args:
       x: [N, H, W, C] float32, this replica's part of the batch.
-    Returns: (mean [C], variance [C]) float32, equal on every replica; from the sums of x and
-      x^2 and the pixel count, summed over the replicas by the current replica context (no
-      reduction outside a strategy). Gradients flow to every replica's x (all_sum_with_grad).
+    Returns: (mean [C], variance [C]) float32, equal on every replica; from the pixel count
+      and the sums of x and x^2, packed into one [1 + 2C] tensor that the current replica
+      context sums over the replicas (no reduction outside a strategy): one cross-replica
+      reduction per layer in the forward pass and one in the backward pass, whose gradient
+      flows to every replica's x (all_sum_with_grad).
     """
+    channels = x.get_shape().as_list()[-1]
     count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
-    sums = [count, tf.reduce_sum(x, axis=[0, 1, 2]), tf.reduce_sum(tf.square(x), axis=[0, 1, 2])]
-    count, total, total_sq = [sum_over_replicas(t, with_grad=True) for t in sums]
+    packed = tf.concat([count[None], tf.reduce_sum(x, axis=[0, 1, 2]),
+                        tf.reduce_sum(tf.square(x), axis=[0, 1, 2])], axis=0)
+    count, total, total_sq = tf.split(sum_over_replicas(packed, with_grad=True),
+                                      [1, channels, channels])
     mean = total / count
     return mean, tf.maximum(total_sq / count - tf.square(mean), 0.0)

@@ -18,7 +18,10 @@ and TensorFlow's device listing with file descriptor 2 going through `keep_line`
 below the level are dropped, like TensorFlow drops its later ones, and so is the cuInit line
 after TensorFlow has said that it found no CUDA driver. Every other line reaches stderr
 unchanged and in order: Python warnings and tracebacks, TensorFlow's warnings and errors at
-or above the level. The filter is this file run as a separate process, so what was written
+or above the level, and at any level the warnings that say why CUDA did not load
+(GPU_LIBRARY_WARNINGS) when they come before TensorFlow reads the level (once it has, it drops
+them itself below level 2: the scripts' devices line then says that no GPU is used, and
+TF_CPP_MIN_LOG_LEVEL=0 shows why). The filter is this file run as a separate process, so what was written
 before a crash inside the import still gets out. TF_CPP_MIN_LOG_LEVEL=0 shows everything.
 """
 import os
@@ -26,6 +29,19 @@ import re
 import sys
 
 DEFAULT_MIN_LOG_LEVEL = '2'   # TensorFlow's INFO and WARNING lines hidden, errors shown
+ENV_DEFAULTS = (
+    ('TF_CPP_MIN_LOG_LEVEL', DEFAULT_MIN_LOG_LEVEL),
+    # GPU memory on demand: a tf.distribute strategy lists the GPUs, and so creates their
+    # allocators, before any Session's gpu_options.allow_growth is seen; TensorFlow reads this
+    # variable whenever it creates a GPU allocator, so an evaluation can share a GPU with a
+    # training run, and two processes one GPU. A value the user set wins.
+    ('TF_FORCE_GPU_ALLOW_GROWTH', 'true'),
+)
+GPU_LIBRARY_WARNINGS = (b'Cannot dlopen some GPU libraries', b'Could not load dynamic library',
+                        b'not built with CUDA kernel binaries compatible',
+                        b'CUDA driver version is insufficient')
+"""TensorFlow's WARNING lines that say why a GPU is not used: kept by the filter whatever the
+level (the scripts' devices line says that no GPU is used, these say why)."""
 SEVERITY_LEVEL = {b'I': 0, b'W': 1, b'E': 2, b'F': 3}
 ABSL_LINE = re.compile(rb'([IWEF])\d{4} [\d:.]+ +\d+ [^\]\s]+:\d+\] ')
 ABSL_BANNER = b'WARNING: All log messages before absl::InitializeLog() is called'
@@ -54,7 +70,7 @@ def keep_line(line, level, seen_no_driver):
     if not match:
         return True
     if SEVERITY_LEVEL[match.group(1)] < level:
-        return False
+        return match.group(1) == b'W' and any(text in line for text in GPU_LIBRARY_WARNINGS)
     return not (seen_no_driver and CUINIT_FAILED in line)
 
 
@@ -155,9 +171,17 @@ class _TensorFlowFinder:
         return None
 
 
+def set_env_defaults(environ=None):
+    """ENV_DEFAULTS into `environ` (os.environ), each unless it is set already."""
+    environ = os.environ if environ is None else environ
+    for name, value in ENV_DEFAULTS:
+        environ.setdefault(name, value)
+
+
 def install():
-    """TF_CPP_MIN_LOG_LEVEL defaults to 2; the first `import tensorflow` is filtered."""
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', DEFAULT_MIN_LOG_LEVEL)
+    """ENV_DEFAULTS (TF_CPP_MIN_LOG_LEVEL 2, GPU memory on demand); the first
+    `import tensorflow` is filtered."""
+    set_env_defaults()
     if 'tensorflow' in sys.modules:
         return
     if not any(isinstance(finder, _TensorFlowFinder) for finder in sys.meta_path):

@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from deeplab_resnet import (checkpoints, cli, colormap, datalist, distribute, events, precision,
-                            provenance, runlock, settings, snapshots)
+from deeplab_resnet import (checkpoints, cli, colormap, datalist, devices, distribute, events,
+                            precision, provenance, runlock, settings, snapshots)
 from deeplab_resnet.errors import InputError, warn as warn_line
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.model import variable_name
@@ -235,9 +235,12 @@ def train(args, log=print, warn=warn_line, started=None):
             StopFlag() as stop:
         tf1.set_random_seed(args.random_seed)
         np.random.seed(args.random_seed)
+        if args.deterministic:
+            devices.make_deterministic(args.random_seed)
         cluster = distribute.setup(args.num_replicas, session_config(args.threads),
                                    timeout_s=args.worker_timeout, log=log)
         facts = prepare(args, cluster, warn, started)
+        devices.log_devices(log, warn)
         hparams = hparams_from_args(args, snapshots.from_scratch(args),
                                     precision.choose(args.precision, warn))
         graph = build_graph(args, facts, hparams)

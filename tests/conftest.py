@@ -5,6 +5,10 @@ import sys
 import pytest
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# The suite is a CPU suite: the same results on a GPU workstation as on CI (no TF32, no cuDNN
+# non-determinism, no two test processes on one card). Set before anything imports
+# TensorFlow, and inherited by the scripts the tests run. GPU checks: benchmarks/gpu_check.py.
+os.environ['CUDA_VISIBLE_DEVICES'] = '-1'
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

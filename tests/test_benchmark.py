@@ -35,3 +35,54 @@ def test_speed_quick_all(tmp_path):
     assert cases['infer_65x65_3scale']['flops'] > cases['infer_65x65_1scale']['flops']
     assert cases['train_65x65_1scale']['flops'] > 2 * cases['infer_65x65_1scale']['flops']
     assert cases['pipeline_100x75_crop65x65']['ratio_vs_train_consumption'] > 0
+
+
+def test_gpu_check_smoke_runs_on_a_cpu(tmp_path):
+    """benchmarks/gpu_check.py --smoke: one training graph (traced, run twice under op
+    determinism) and one inference graph at tiny sizes, the other phases listed as skipped.
+    On a CPU every op of the traced step ran on the CPU, and the two runs are bitwise equal."""
+    out = tmp_path / 'gpu_check.json'
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'gpu_check.py'),
+                           '--smoke', '--json', str(out)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith('devices: CPU only (no GPU visible)'), proc.stdout
+    data = json.loads(out.read_text())
+    results = {r['name']: r for r in data['results']}
+    assert set(results) == {'train_float32_b1', 'pipeline_b1', 'infer_1scale'}
+    assert [name for name, _ in data['skipped']] == [
+        'train_float32_b10', 'train_%s' % data['env']['fast_precision'], 'two_float32_b1',
+        'det_float32_b1']
+    train = results['train_float32_b1']
+    assert train['det']['equal'] is True and len(train['det']['losses'][0]) == 1
+    assert train['flops'] > 0 and train['flops_unknown_ops'] == 0 and train['rate'] > 0
+    placement = train['placement']
+    assert placement['gpu_ops'] == 0 and placement['cpu_op_types']['Conv2D'] > 0
+    assert all(s['new_s'] > 0 and s['repeated_s'] > 0 for s in results['infer_1scale']['sizes'])
+    assert [s['size'] for s in results['infer_1scale']['sizes']] == [[33, 33], [41, 49]]
+    assert results['pipeline_b1']['rate'] > 0
+    assert data['env']['gemm_tflops']['float32'] > 0
+
+
+def test_gpu_check_plans_every_phase_for_a_gpu_machine():
+    """The phases of a real run (not exercised by --smoke), by the GPUs a machine has."""
+    import argparse
+    sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+    import gpu_check
+    args = argparse.Namespace(smoke=False, batch=10, xla=True, fast_precision='bfloat16')
+
+    def names(num_gpus):
+        steps = gpu_check.plan(args, num_gpus)
+        return ([spec['name'] for spec, _ in steps if spec],
+                [skip[0] for spec, skip in steps if spec is None])
+    run, skipped = names(1)
+    assert run == ['env', 'train_float32_b1', 'train_float32_b10', 'train_bfloat16_b1',
+                   'train_bfloat16_b10', 'det_float32_b1', 'xla_bfloat16_b10', 'pipeline_b10',
+                   'infer_3scale']
+    assert skipped == ['two_float32_b1', 'two_sync_float32_b1']
+    run, skipped = names(2)
+    assert 'two_float32_b1' in run and 'two_sync_float32_b1' in run and skipped == []
+    specs = {spec['name']: spec for spec, _ in gpu_check.plan(args, 2) if spec}
+    assert specs['train_float32_b1']['size'] == [321, 321]
+    assert specs['two_float32_b1']['replicas'] == 2
+    assert specs['train_float32_b1']['scales'] == [1.0, 0.75, 0.5]
