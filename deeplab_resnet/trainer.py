@@ -23,7 +23,7 @@ import tensorflow as tf
 from PIL import Image
 
 from deeplab_resnet import (checkpoints, colormap, datalist, distribute, precision,
-                            provenance, snapshots)
+                            provenance, run_summaries, snapshots)
 from deeplab_resnet.errors import warn as warn_line
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.model import variable_name
@@ -271,6 +271,8 @@ def _run(args, facts, graph, stop, log, warn):
             if cluster.is_chief:
                 writer = tf1.summary.FileWriter(args.snapshot_dir, graph=sess.graph)
             loop = Loop(sess, run, args, facts, graph, start, snaps, writer, stop, log)
+            if cluster.is_chief:
+                run_summaries.write_run_start(writer, args, loop.record(), start.step)
             return loop.run_updates()
         except Stalled as e:
             _exit_stalled(args, cluster, stop, start, e, log)
@@ -456,6 +458,9 @@ class Loop(object):
         best = self.snaps.best_record()
         best_miou = ((best or {}).get('validation') or {}).get('mean_iou')
         miou = result['mean_iou']
+        best_so_far = max([v for v in (miou, best_miou) if v is not None], default=None)
+        if best_so_far is not None:
+            self.writer.add_summary(run_summaries.best_summary(best_so_far), self.step)
         if miou is not None and (best_miou is None or miou > best_miou):
             record = self.record()
             record['validation'] = result
