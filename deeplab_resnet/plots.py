@@ -15,7 +15,8 @@ DIR receives:
   ground-truth pixels first) are shown in class order, rows and columns, plus a last column
   "other" holding the rest of each row (the rate into classes not shown), so rows still sum
   to 100%. Rows of classes without ground-truth pixels are grey and their name says
-  "(no GT)". With the CRF, the matrix is the CRF's.
+  "(no GT)". With the CRF, the matrix is the CRF's. Cells are CELL_PX square (LARGE_CELL_PX
+  when at most LARGE_CELL_MAX classes are shown).
 - ``iou.png``: one horizontal bar per class (IoU 0..1), network and CRF side by side in the
   CRF script; "n/a" where a class is absent from ground truth and prediction. Every class.
 - ``per_class.csv``: index, name, ground-truth pixels, then IoU, accuracy and predicted pixels
@@ -25,8 +26,9 @@ DIR receives:
 
 Long class names are shortened (short_name: the first ';'-separated alternative, as in
 ADE20K's "building;edifice" -> "building", then at most MAX_NAME_CHARS characters) and
-prefixed with the class index. The layout is fixed in pixels: a matrix cell is CELL_PX square
-and an IoU row ROW_PX high, so a picture's size follows its class count.
+prefixed with the class index. The layout is fixed in pixels: a matrix cell is cell_px(n)
+square and an IoU row row_px(n) high, after fixed margins, so a picture's size follows its class
+count.
 """
 import argparse
 import csv
@@ -43,13 +45,15 @@ MAX_SHOWN = 30          # classes drawn in the confusion matrix; more: the most 
 MAX_NAME_CHARS = 16     # tick labels: a longer name is cut, ending in '...'
 DPI = 100
 # confusion.png layout, pixels.
-CELL_PX = 20
+CELL_PX = 20            # a matrix cell; LARGE_CELL_PX up to LARGE_CELL_MAX classes shown
+LARGE_CELL_PX, LARGE_CELL_MAX = 40, 10
 MATRIX_LEFT_PX, MATRIX_TOP_PX, MATRIX_RIGHT_PX, MATRIX_BOTTOM_PX = 150, 60, 90, 130
 CONFUSION_CMAP = 'Blues'
 NO_TRUTH_RGB = (190, 190, 190)   # rows of classes without ground-truth pixels
 MIN_RATE_WRITTEN = 0.01          # rates below 1% are not written in their cell
 # iou.png layout, pixels.
-ROW_PX = 16
+ROW_PX = 16             # a class's row of bars; LARGE_ROW_PX up to LARGE_CELL_MAX classes
+LARGE_ROW_PX = 28
 BAR_PX = 300            # the length of an IoU of 1.0
 IOU_LEFT_PX, IOU_TOP_PX, IOU_RIGHT_PX, IOU_BOTTOM_PX = 150, 60, 110, 40
 SERIES_RGB = ((31, 119, 180), (255, 127, 14))   # network, CRF (matplotlib's tab:blue/orange)
@@ -76,6 +80,16 @@ def _label(index, name):
 
 
 # ----------------------------------------------------------------------------- confusion
+
+def cell_px(num_shown):
+    """The side of a matrix cell in pixels when `num_shown` classes are shown."""
+    return LARGE_CELL_PX if num_shown <= LARGE_CELL_MAX else CELL_PX
+
+
+def row_px(num_classes):
+    """The height of a class's row in iou.png, in pixels."""
+    return LARGE_ROW_PX if num_classes <= LARGE_CELL_MAX else ROW_PX
+
 
 def row_rates(matrix):
     """Rows normalised to their ground truth: [C, C] float64; rows without pixels stay 0.
@@ -120,14 +134,15 @@ def confusion_layout(matrix, class_names, max_shown=MAX_SHOWN):
         columns.append('other')
     labels = [_label(c, class_names[c]) for c in shown]
     row_labels = [l + ('' if has_truth[c] else ' (no GT)') for l, c in zip(labels, shown)]
-    width = MATRIX_LEFT_PX + CELL_PX * len(columns) + MATRIX_RIGHT_PX
-    height = MATRIX_TOP_PX + CELL_PX * len(shown) + MATRIX_BOTTOM_PX
+    size = cell_px(len(shown))
+    width = MATRIX_LEFT_PX + size * len(columns) + MATRIX_RIGHT_PX
+    height = MATRIX_TOP_PX + size * len(shown) + MATRIX_BOTTOM_PX
     return {'rows': shown, 'columns': columns, 'rates': sub.tolist(),
             'no_ground_truth': [c for c in shown if not has_truth[c]],
             'row_labels': row_labels, 'column_labels': labels + (['other'] if
                                                                  len(columns) > len(shown)
                                                                  else []),
-            'cell_px': CELL_PX, 'origin_px': [MATRIX_LEFT_PX, MATRIX_TOP_PX],
+            'cell_px': size, 'origin_px': [MATRIX_LEFT_PX, MATRIX_TOP_PX],
             'image_size': [width, height], 'num_classes': num_classes,
             'colormap': CONFUSION_CMAP}
 
@@ -144,21 +159,23 @@ def draw_confusion(layout, title='confusion matrix'):
     width, height = layout['image_size']
     rates = np.asarray(layout['rates'], dtype=np.float64)
     n_rows, n_cols = rates.shape
+    size = layout['cell_px']
     cmap = colormaps[CONFUSION_CMAP]
     rgb = cmap(rates)[..., :3]
     for r, c in enumerate(layout['rows']):
         if c in layout['no_ground_truth']:
             rgb[r] = np.array(NO_TRUTH_RGB) / 255.0
     fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
-    ax = _axes_at(fig, width, height, MATRIX_LEFT_PX, MATRIX_TOP_PX, n_cols * CELL_PX,
-                  n_rows * CELL_PX)
+    ax = _axes_at(fig, width, height, MATRIX_LEFT_PX, MATRIX_TOP_PX, n_cols * size,
+                  n_rows * size)
     ax.imshow(rgb, interpolation='nearest', aspect='auto', extent=(-0.5, n_cols - 0.5,
                                                                    n_rows - 0.5, -0.5))
     for r in range(n_rows):
         for c in range(n_cols):
             value = rates[r, c]
             if value >= MIN_RATE_WRITTEN and layout['rows'][r] not in layout['no_ground_truth']:
-                ax.text(c, r, '%d' % round(100 * value), ha='center', va='center', fontsize=6,
+                ax.text(c, r, '%d' % round(100 * value), ha='center', va='center',
+                        fontsize=6 if size == CELL_PX else 8,
                         color='white' if value > 0.5 else 'black')
     ax.set_xticks(range(n_cols))
     ax.set_xticklabels(layout['column_labels'], rotation=90, fontsize=7)
@@ -172,8 +189,8 @@ def draw_confusion(layout, title='confusion matrix'):
     fig.text(0.5, 1 - 12 / height, title, ha='center', va='top', fontsize=9)
     fig.text(0.5, 1 - 30 / height, 'rows normalised to the ground truth (%%), %s' % shown,
              ha='center', va='top', fontsize=7)
-    bar = _axes_at(fig, width, height, MATRIX_LEFT_PX + n_cols * CELL_PX + 15, MATRIX_TOP_PX,
-                   10, n_rows * CELL_PX)
+    bar = _axes_at(fig, width, height, MATRIX_LEFT_PX + n_cols * size + 15, MATRIX_TOP_PX,
+                   10, n_rows * size)
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), cax=bar)
@@ -203,29 +220,30 @@ def iou_layout(series, class_names):
 
     series: [(name, [C] IoU or None)], one or two (network, CRF)."""
     num_classes = len(class_names)
-    bar_h = (ROW_PX - 4) // len(series)
+    row = row_px(num_classes)
+    bar_h = (row - 4) // len(series)
     drawn = [{'name': name, 'rgb': list(SERIES_RGB[i]), 'offset_px': 2 + i * bar_h,
               'height_px': bar_h, 'iou': [None if v is None else float(v) for v in ious]}
              for i, (name, ious) in enumerate(series)]
-    return {'origin_px': [IOU_LEFT_PX, IOU_TOP_PX], 'row_px': ROW_PX, 'bar_px': BAR_PX,
+    return {'origin_px': [IOU_LEFT_PX, IOU_TOP_PX], 'row_px': row, 'bar_px': BAR_PX,
             'series': drawn, 'labels': [_label(c, n) for c, n in enumerate(class_names)],
             'image_size': [IOU_LEFT_PX + BAR_PX + IOU_RIGHT_PX,
-                           IOU_TOP_PX + ROW_PX * num_classes + IOU_BOTTOM_PX]}
+                           IOU_TOP_PX + row * num_classes + IOU_BOTTOM_PX]}
 
 
 def draw_iou(layout, title):
     """iou.png's figure from iou_layout. Returns PNG bytes."""
     plt = _pyplot()
     width, height = layout['image_size']
-    n = len(layout['labels'])
+    n, row = len(layout['labels']), layout['row_px']
     fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
-    ax = _axes_at(fig, width, height, IOU_LEFT_PX, IOU_TOP_PX, BAR_PX, n * ROW_PX)
+    ax = _axes_at(fig, width, height, IOU_LEFT_PX, IOU_TOP_PX, BAR_PX, n * row)
     ax.set_xlim(0, 1)
-    ax.set_ylim(n * ROW_PX, 0)   # data y = pixels below the axes' top
+    ax.set_ylim(n * row, 0)   # data y = pixels below the axes' top
     for i, s in enumerate(layout['series']):
         colour = np.array(s['rgb']) / 255.0
         for c, v in enumerate(s['iou']):
-            top = c * ROW_PX + s['offset_px']
+            top = c * row + s['offset_px']
             if v is None:
                 ax.text(0.01, top + s['height_px'] / 2, 'n/a', fontsize=6, va='center',
                         color='grey')
@@ -234,7 +252,7 @@ def draw_iou(layout, title):
                                        antialiased=False))
             ax.text(1.01 + 0.12 * i, top + s['height_px'] / 2, '%.2f' % v, fontsize=6, va='center',
                     color=colour, clip_on=False)
-    ax.set_yticks([c * ROW_PX + ROW_PX / 2 for c in range(n)])
+    ax.set_yticks([c * row + row / 2 for c in range(n)])
     ax.set_yticklabels(layout['labels'], fontsize=7)
     ax.set_xticks([0, 0.25, 0.5, 0.75, 1])
     ax.tick_params(labelsize=7, length=2, pad=1)

@@ -5,7 +5,7 @@ text Summary values validation and the trainer write.
 HParams: each run (each --snapshot-dir; several under one ``tensorboard --logdir``) writes
 once per process start (a fresh start and every resume) the plugin's experiment
 (hparams_config_pb: the hyperparameter names and the metrics below) and its session start
-(hparams_pb: the values, the trial id = the snapshot directory), as Summary protos a
+(hparams_pb: the values, the trial id = --snapshot-dir as given), as Summary protos a
 tf.compat.v1 FileWriter takes. The metrics are ordinary scalar tags of the same run, so the
 dashboard shows the latest value of each: METRIC_TAGS.
 """
@@ -33,21 +33,20 @@ def run_hparams(args, init, precision=None):
 
     Args: args (train_msc's flags), init (provenance.initialisation: the initial weights),
       precision (the arithmetic precision.choose settled on; default args.precision)."""
-    scales = ','.join('%g' % s for s in args.scales)
-    return {
+    return {   # in the dashboard's column order (it shows the first few at first)
         'learning_rate': float(args.learning_rate),
         'optimizer': str(args.optimizer),
-        'batch_size': int(args.batch_size),
-        'grad_update_every': int(args.grad_update_every),
         'batch': '%dx%d' % (args.batch_size, args.grad_update_every),
         'crop': '%dx%d' % tuple(args.input_size),
-        'scales': scales,
-        'random_scale': bool(args.random_scale),
+        'scales': ','.join('%g' % s for s in args.scales),
         'weight_decay': float(args.weight_decay),
         'precision': str(precision or args.precision),
         'init': str((init or {}).get('description') or 'none'),
         'data_list': str(args.data_list),
+        'random_scale': bool(args.random_scale),
         'num_steps': int(args.num_steps),
+        'batch_size': int(args.batch_size),
+        'grad_update_every': int(args.grad_update_every),
     }
 
 
@@ -60,7 +59,7 @@ def hparams_summaries(hparams, trial_id, start_time_secs=None):
     """[experiment Summary, session-start Summary] of the HParams plugin."""
     from tensorboard.plugins.hparams import summary_v2 as hp
     config = hp.hparams_config_pb(
-        hparams=[hp.HParam(name) for name in sorted(hparams)],
+        hparams=[hp.HParam(name) for name in hparams],
         metrics=[hp.Metric(tag, display_name=name) for tag, name in METRIC_TAGS],
         time_created_secs=start_time_secs)
     start = hp.hparams_pb(hparams, trial_id=trial_id, start_time_secs=start_time_secs)
@@ -104,7 +103,7 @@ def write_run_start(writer, args, record, step, precision=None, argv=None):
     """Writes the HParams experiment and session start, the command line and the provenance
     record (without its image list) at `step` (the run's first step in this process)."""
     hparams = run_hparams(args, record.get('initialised_from'), precision)
-    trial = os.path.normpath(os.path.abspath(args.snapshot_dir))
+    trial = os.path.normpath(args.snapshot_dir)
     for summary in hparams_summaries(hparams, trial, time.time()):
         writer.add_summary(summary, step)
     shown = {k: v for k, v in record.items() if k not in OMITTED_RECORD_KEYS}

@@ -1,7 +1,7 @@
 """deeplab_resnet.plots: the evaluation pictures read back pixel by pixel.
 
 The matrices are written by hand; the expected rates are worked out in the comments. Cells are
-found from the fixed layout (plots.CELL_PX squares from the documented origin), colours
+found from the fixed layout (squares of plots.cell_px(n) from the documented origin), colours
 compared with matplotlib's 'Blues' map at the rate computed here.
 """
 import csv
@@ -54,9 +54,12 @@ def test_confusion_cells_follow_a_known_matrix(tmp_path):
     plots.write_plots(str(tmp_path), results_of(matrix, ['bg', 'rect', 'disc']))
     rgb = read_rgb(str(tmp_path / 'confusion.png'))
     geometry = json.load(open(str(tmp_path / 'confusion.json')))
-    # The size the class count implies: three cells plus the fixed margins.
-    assert rgb.shape[:2] == (plots.MATRIX_TOP_PX + 3 * plots.CELL_PX + plots.MATRIX_BOTTOM_PX,
-                             plots.MATRIX_LEFT_PX + 3 * plots.CELL_PX + plots.MATRIX_RIGHT_PX)
+    # The size the class count implies: three large cells (at most 10 classes) plus the
+    # fixed margins.
+    size = plots.LARGE_CELL_PX
+    assert rgb.shape[:2] == (plots.MATRIX_TOP_PX + 3 * size + plots.MATRIX_BOTTOM_PX,
+                             plots.MATRIX_LEFT_PX + 3 * size + plots.MATRIX_RIGHT_PX)
+    assert geometry['cell_px'] == size
     assert geometry['origin_px'] == [plots.MATRIX_LEFT_PX, plots.MATRIX_TOP_PX]
     rates = {(0, 0): 0.8, (0, 1): 0.2, (0, 2): 0.0, (2, 0): 0.25, (2, 1): 0.25, (2, 2): 0.5}
     for (r, c), rate in rates.items():
@@ -77,6 +80,7 @@ def test_perfect_prediction_has_the_darkest_diagonal(tmp_path):
     geometry = json.load(open(str(tmp_path / 'confusion.json')))
     assert rgb.shape[:2] == (plots.MATRIX_TOP_PX + 21 * plots.CELL_PX + plots.MATRIX_BOTTOM_PX,
                              plots.MATRIX_LEFT_PX + 21 * plots.CELL_PX + plots.MATRIX_RIGHT_PX)
+    assert geometry['cell_px'] == plots.CELL_PX
     diagonal = [luminance(cell(rgb, geometry, i, i)) for i in range(21)]
     off = [luminance(cell(rgb, geometry, i, j)) for i in range(21) for j in range(21) if i != j]
     assert max(diagonal) < min(off)
@@ -128,12 +132,13 @@ def test_iou_bars_before_and_after_the_crf(tmp_path):
     plots.write_plots(str(tmp_path), results_of(net, ['a', 'b', 'c'], crf))
     rgb = read_rgb(str(tmp_path / 'iou.png'))
     geometry = json.load(open(str(tmp_path / 'iou.json')))
-    assert rgb.shape[:2] == (plots.IOU_TOP_PX + 3 * plots.ROW_PX + plots.IOU_BOTTOM_PX,
+    row = plots.LARGE_ROW_PX   # at most 10 classes
+    assert rgb.shape[:2] == (plots.IOU_TOP_PX + 3 * row + plots.IOU_BOTTOM_PX,
                              plots.IOU_LEFT_PX + plots.BAR_PX + plots.IOU_RIGHT_PX)
     x0, y0 = geometry['origin_px']
     for series, ious in zip(geometry['series'], ([0.8, 1 / 3, None], [1.0, 1.0, None])):
         for c, iou in enumerate(ious):
-            y = y0 + c * plots.ROW_PX + series['offset_px'] + series['height_px'] // 2
+            y = y0 + c * row + series['offset_px'] + series['height_px'] // 2
             # From 2 px right of the axis line (1 px wide, at x0) to the bar's end.
             length = bar_length(rgb, y, x0 + 2, series['rgb'])
             assert length == pytest.approx(max((iou or 0) * plots.BAR_PX - 2, 0), abs=2), (
@@ -155,7 +160,7 @@ def test_pictures_from_an_output_json(tmp_path, capsys):
                                            'iou.png', 'per_class.csv']
     assert Image.open(os.path.join(out_dir, 'iou.png')).size == (
         plots.IOU_LEFT_PX + plots.BAR_PX + plots.IOU_RIGHT_PX,
-        plots.IOU_TOP_PX + 2 * plots.ROW_PX + plots.IOU_BOTTOM_PX)
+        plots.IOU_TOP_PX + 2 * plots.LARGE_ROW_PX + plots.IOU_BOTTOM_PX)
     capsys.readouterr()
     for bad, text in ((str(tmp_path / 'missing.json'), 'results file not found'),
                       (out_dir + '/per_class.csv', 'not a JSON file')):

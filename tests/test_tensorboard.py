@@ -108,10 +108,13 @@ def test_event_files_hold_the_pictures_and_the_hparams(logdir):
     assert start.hparams['batch'].string_value == '2x5'
     assert start.hparams['crop'].string_value == '33x41'
     assert start.hparams['init'].string_value == 'He initialisation'
-    assert start.group_name == os.path.join(logdir, 'run_a')
+    assert start.group_name == os.path.join(logdir, 'run_a')   # --snapshot-dir as given
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
         content['_hparams_/experiment']).experiment
     assert [m.name.tag for m in experiment.metric_infos][0] == 'validation/best_mean_iou'
+    # The dashboard's first columns: the hyperparameters compared most often.
+    assert [h.name for h in experiment.hparam_infos][:4] == ['learning_rate', 'optimizer',
+                                                             'batch', 'crop']
     command = acc.Tensors('run/command')[0].tensor_proto.string_val[0].decode()
     assert command.strip() == "train_msc.py --x 'a b'"
     record = acc.Tensors('run/provenance')[0].tensor_proto.string_val[0].decode()
