@@ -104,6 +104,13 @@ def test_sigterm_saves_the_last_update_and_resume_is_exact(setup, tmp_path, repl
     for name in a:
         np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-7, err_msg=name)
     assert any(name.endswith('moving_mean') for name in a)
+    # Each start of the run (the stopped one, the resumed one) records its hyperparameters
+    # for the HParams dashboard in its own events file, at its first step.
+    steps = []
+    for name in sorted(n for n in os.listdir(str(snap)) if n.startswith('events.')):
+        acc = EventAccumulator(str(snap / name), size_guidance={'tensors': 0}).Reload()
+        steps += [e.step for e in acc.Tensors('_hparams_/session_start_info')]
+    assert steps == [0, stopped_at]
 
 
 def test_lone_chief_stops_on_sigterm_within_seconds(setup, tmp_path):
