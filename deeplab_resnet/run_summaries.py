@@ -33,7 +33,9 @@ def run_hparams(args, init, precision=None):
 
     Args: args (train_msc's flags), init (provenance.initialisation: the initial weights),
       precision (the arithmetic precision.choose settled on; default args.precision)."""
-    return {   # in the dashboard's column order (it shows the first few at first)
+    # TensorBoard's dashboard sorts them by name and shows the first five at first: batch,
+    # crop, data_list, init, learning_rate.
+    return {
         'learning_rate': float(args.learning_rate),
         'optimizer': str(args.optimizer),
         'batch': '%dx%d' % (args.batch_size, args.grad_update_every),
@@ -45,8 +47,6 @@ def run_hparams(args, init, precision=None):
         'data_list': str(args.data_list),
         'random_scale': bool(args.random_scale),
         'num_steps': int(args.num_steps),
-        'batch_size': int(args.batch_size),
-        'grad_update_every': int(args.grad_update_every),
     }
 
 
