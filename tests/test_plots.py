@@ -146,7 +146,8 @@ def test_iou_bars_before_and_after_the_crf(tmp_path):
     # The table beside them.
     rows = list(csv.DictReader(open(str(tmp_path / 'per_class.csv'))))
     assert [r['name'] for r in rows] == ['a', 'b', 'c']
-    assert float(rows[1]['iou_before_crf']) == pytest.approx(1 / 3) and float(rows[1]['iou_after_crf']) == 1
+    assert float(rows[1]['iou_before_crf']) == pytest.approx(1 / 3)
+    assert float(rows[1]['iou_after_crf']) == 1
     assert rows[2]['iou_before_crf'] == '' and rows[0]['gt_pixels'] == '10'
     assert rows[0]['pred_pixels_before_crf'] == '8' and rows[1]['accuracy_before_crf'] == '1.0'
 
