@@ -234,7 +234,7 @@ def train(args, log=print, warn=warn_line, started=None):
         if facts.validation:
             facts.validation.build(args.num_classes)
         os.makedirs(args.snapshot_dir, exist_ok=True)
-        return _run(args, facts, graph, stop, log, warn)
+        return _run(args, facts, graph, stop, log, warn, hparams.precision)
 
 
 class _NoWriter(object):
@@ -254,7 +254,7 @@ CLUSTER_ERRORS = (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
                   tf.errors.AbortedError, tf.errors.CancelledError)
 
 
-def _run(args, facts, graph, stop, log, warn):
+def _run(args, facts, graph, stop, log, warn, arithmetic='float32'):
     cluster = facts.cluster
     writer = _NoWriter()
     with tf1.Session(cluster.target, config=cluster.config) as sess:
@@ -272,7 +272,8 @@ def _run(args, facts, graph, stop, log, warn):
                 writer = tf1.summary.FileWriter(args.snapshot_dir, graph=sess.graph)
             loop = Loop(sess, run, args, facts, graph, start, snaps, writer, stop, log)
             if cluster.is_chief:
-                run_summaries.write_run_start(writer, args, loop.record(), start.step)
+                run_summaries.write_run_start(writer, args, loop.record(), start.step,
+                                              arithmetic)
             return loop.run_updates()
         except Stalled as e:
             _exit_stalled(args, cluster, stop, start, e, log)
@@ -451,7 +452,8 @@ class Loop(object):
         self.log('saved snapshot %s' % path)
 
     def validate(self):
-        result = self.facts.validation.run(self.run, self.stop, self.step, self.writer,
+        result = self.facts.validation.run(self.run, self.stop, self.step,
+                                           self.writer if self.chief else None,
                                            self.log if self.chief else (lambda text: None))
         if result is None or not self.chief:
             return

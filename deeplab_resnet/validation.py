@@ -92,7 +92,8 @@ class Validation(object):
 
     def run(self, run, stop, step, writer, log):
         """One pass. Returns {'mean_iou', 'pixel_accuracy', 'iou', 'step', 'list', 'scales',
-        'seconds'} (also logged and written as summaries), or None when a stop came."""
+        'seconds'} (also logged and written as summaries to `writer` unless it is None), or
+        None when a stop came."""
         predictor = SessionPredictor(run, stop, *self.tensors)
         shown = []
 
@@ -116,8 +117,9 @@ class Validation(object):
                                             for c in figures['per_class'])),
             ('list', self.list_path), ('images', len(self.examples)),
             ('scales', list(self.scales)), ('seconds', round(seconds, 2))])
-        writer.add_summary(self.summary(result), step)
-        writer.add_summary(self.image_summary(cm.matrix, shown, step), step)
+        if writer is not None:   # None: a worker that is not the chief draws nothing
+            writer.add_summary(self.summary(result), step)
+            writer.add_summary(self.image_summary(cm.matrix, shown, step), step)
         ratio = metrics.format_ratio
         log('validation at step %d: mIoU %s, pixel accuracy %s (%d images of %s, scales %s, '
             '%.1f s)' % (step, ratio(result['mean_iou']), ratio(result['pixel_accuracy']),

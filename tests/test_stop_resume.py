@@ -202,6 +202,7 @@ def test_validation_while_training_keeps_the_best(setup, tmp_path):
     assert start_info.hparams['batch'].string_value == '1x2'
     assert start_info.hparams['crop'].string_value == '%dx%d' % (SIZE, SIZE)
     assert start_info.hparams['data_list'].string_value == lst
+    assert start_info.hparams['precision'].string_value == 'float32'
     assert '_hparams_/experiment' in hparams
     texts = acc.PluginTagToContent('text')
     assert {'run/command', 'run/provenance'} <= set(texts)
