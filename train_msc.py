@@ -135,6 +135,9 @@ def get_arguments(argv=None):
                    help='steps between validations (default %(default)s)')
     p.add_argument('--val-scales', type=cli.scales, default=(1.0,),
                    help='input scales of the validation (default 1.0: single-scale, cheap)')
+    p.add_argument('--val-images', type=cli.non_negative_int, default=3, metavar='N',
+                   help='show the first N images of --val-list as image | ground truth | '
+                        'prediction in TensorBoard at every validation (default %(default)s)')
     args = cli.parse_with_dataset(p, argv, ('train',))
     if args.restore_from.lower() == 'none' and not args.is_training:
         p.error('--restore-from none trains from scratch: add --is-training (frozen batch norm '

@@ -2,7 +2,11 @@
 
 - images/colour_scheme.png: the VOC colour legend (drawn with matplotlib from colormap.py);
 - images/mask.png: image | colour mask of the first four demo inference outputs;
-- images/summary.png: the last TensorBoard image summary of the demo run.
+- images/summary.png: the last TensorBoard image summary of the demo run;
+- images/confusion.png, images/iou.png: the evaluation pictures of the demo's CRF evaluation
+  (deeplab_resnet.plots, drawn again from demo_run/eval_crf.json);
+- images/validation.png: the last validation pass of the demo in TensorBoard, its fixed images
+  as image | ground truth | prediction rows (validation/images/<i>).
 """
 import argparse
 import glob
@@ -80,6 +84,45 @@ def summary_figure(demo_dir, path):
     return True
 
 
+def evaluation_figures(demo_dir, out_dir):
+    """confusion.png and iou.png (after / before and after the CRF) from eval_crf.json."""
+    import shutil
+    import tempfile
+    from deeplab_resnet import plots
+    results = os.path.join(demo_dir, 'eval_crf.json')
+    if not os.path.isfile(results):
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        plots.write_plots(tmp, plots.read_results(results), results)
+        for name in ('confusion.png', 'iou.png'):
+            shutil.copy(os.path.join(tmp, name), os.path.join(out_dir, name))
+    return ['confusion.png', 'iou.png']
+
+
+def validation_figure(demo_dir, path, gap=4, zoom=2):
+    """The last validation pass's fixed-image rows (validation/images/<i>), one under the
+    other (white gaps), enlarged `zoom` times."""
+    import tensorflow as tf
+    events = sorted(glob.glob(os.path.join(demo_dir, 'snapshots', 'events.*')))
+    rows, last_step = {}, None
+    for name in events:
+        for event in tf.compat.v1.train.summary_iterator(name):
+            for value in event.summary.value:
+                if value.HasField('image') and value.tag.startswith('validation/images/'):
+                    if event.step != last_step:
+                        rows, last_step = {}, event.step
+                    rows[int(value.tag.rsplit('/', 1)[1])] = np.asarray(
+                        Image.open(io.BytesIO(value.image.encoded_image_string)).convert('RGB'))
+    if not rows:
+        return False
+    width = max(r.shape[1] for r in rows.values())
+    stacked = np.concatenate([_pad(rows[i], rows[i].shape[0] + gap, width)
+                              for i in sorted(rows)], axis=0)
+    Image.fromarray(stacked).resize((stacked.shape[1] * zoom, stacked.shape[0] * zoom),
+                                    Image.NEAREST).save(path)
+    return True
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,6 +136,9 @@ def main(argv=None):
         wrote.append('mask.png')
     if summary_figure(args.demo_dir, os.path.join(args.out, 'summary.png')):
         wrote.append('summary.png')
+    wrote += evaluation_figures(args.demo_dir, args.out)
+    if validation_figure(args.demo_dir, os.path.join(args.out, 'validation.png')):
+        wrote.append('validation.png')
     print('wrote %s in %s' % (', '.join(wrote), args.out))
     return 0
 

@@ -17,6 +17,9 @@ LR=${DEMO_LR:-1e-3}
 ASPP_MULT=${DEMO_ASPP_MULT:-1,1}
 OPTIMIZER=${DEMO_OPTIMIZER:-adam}
 WEIGHT_DECAY=${DEMO_WD:-0.0005}
+# Validation while training: single scale on the 40 validation images every VAL_EVERY steps
+# (confusion matrix, three fixed images and the curves in TensorBoard).
+VAL_EVERY=${DEMO_VAL_EVERY:-100}
 COMMON=(--data-dir "$DATA" --num-classes 5 --threads "${DEMO_THREADS:-2}")
 
 start=$(date +%s)
@@ -31,17 +34,18 @@ echo "== 2/5 train (DeepLab-v2 ResNet-101, 3 scales, from scratch, $STEPS steps)
     --optimizer "$OPTIMIZER" --train-bn-params --zero-init-residual --weight-decay "$WEIGHT_DECAY" \
     --restore-from none --class-names "$DATA/class_names.txt" \
     --save-pred-every 100 --keep-snapshots 1 --save-num-images 2 --log-every 10 \
+    --val-list "$DATA/val.txt" --val-every "$VAL_EVERY" --val-scales 1.0 --val-images 3 \
     --snapshot-dir "$SNAP"
 
 echo "== 3/5 evaluate (3 scales)"
 "$PY" evaluate_msc.py "${COMMON[@]}" --data-list "$DATA/val.txt" --restore-from "$SNAP" \
     --scales 1.0,0.75,0.5 --class-names "$DATA/class_names.txt" \
-    --save-dir "$OUT/eval" --output-json "$OUT/eval.json"
+    --save-dir "$OUT/eval" --output-json "$OUT/eval.json" --plot-dir "$OUT/plots"
 
 echo "== 4/5 evaluate with dense CRF"
 "$PY" evaluate_msc_with_CRF.py "${COMMON[@]}" --data-list "$DATA/val.txt" \
     --restore-from "$SNAP" --scales 1.0,0.75,0.5 --class-names "$DATA/class_names.txt" \
-    --output-json "$OUT/eval_crf.json"
+    --output-json "$OUT/eval_crf.json" --plot-dir "$OUT/plots_crf"
 fi
 
 echo "== 5/5 inference on validation images -> $OUT/inference"
@@ -53,5 +57,6 @@ echo "== 5/5 inference on validation images -> $OUT/inference"
 echo
 echo "demo finished in $(( $(date +%s) - start )) s"
 echo "  metrics:      $OUT/eval.json, $OUT/eval_crf.json (predictions in $OUT/eval/)"
+echo "  pictures:     $OUT/plots/, $OUT/plots_crf/ (confusion.png, iou.png, per_class.csv)"
 echo "  masks:        $OUT/inference/"
-echo "  TensorBoard:  $PY -m tensorboard.main --logdir $SNAP"
+echo "  TensorBoard:  $PY -m tensorboard.main --logdir $SNAP --samples_per_plugin images=100"

@@ -82,6 +82,11 @@ def build_parser(description=None, crf=False):
     p.add_argument('--output-json', default=None,
                    help='write every figure (metrics, confusion matrix, settings) to this '
                         'JSON file')
+    p.add_argument('--plot-dir', default=None, metavar='DIR',
+                   help='draw confusion.png (rows normalised to the ground truth%s), iou.png '
+                        '(per-class IoU%s) and per_class.csv in DIR (docs/evaluation.md)'
+                        % ((', after the CRF', ', before and after the CRF') if crf
+                           else ('', '')))
     p.add_argument('--class-names', default=None, metavar='FILE',
                    help='class names, one per line (default: --dataset\'s, the provenance '
                         'record\'s, the VOC names for 21 classes, else class_<i>)')
@@ -140,6 +145,8 @@ def check_outputs(args, examples):
                              args.save_dir)
     if args.output_json and os.path.isdir(args.output_json):
         raise InputError('%s: --output-json is a directory, not a file' % args.output_json)
+    if args.plot_dir and os.path.exists(args.plot_dir) and not os.path.isdir(args.plot_dir):
+        raise InputError('%s: --plot-dir is a file, not a directory' % args.plot_dir)
 
 
 def scan_labels(examples, num_classes, ignore_label, check_values=True):
@@ -352,6 +359,9 @@ def report(args, prepared, net_cm, crf_cm, seconds, log=print):
         log(metrics.format_table(net_metrics))
     if args.output_json:
         write_json(args.output_json, results)
+    if args.plot_dir:
+        from deeplab_resnet import plots   # matplotlib
+        log('pictures: %s' % ', '.join(plots.write_plots(args.plot_dir, results)))
     log('mIoU: %s' % metrics.format_ratio(results['mean_iou']))
     return results
 

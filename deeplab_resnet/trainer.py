@@ -23,7 +23,7 @@ import tensorflow as tf
 from PIL import Image
 
 from deeplab_resnet import (checkpoints, cli, colormap, datalist, devices, distribute, events,
-                            precision, provenance, runlock, settings, snapshots)
+                            precision, provenance, run_summaries, runlock, settings, snapshots)
 from deeplab_resnet.errors import InputError, warn as warn_line
 from deeplab_resnet.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.model import variable_name
@@ -219,7 +219,8 @@ def prepare(args, cluster, warn=warn_line, started=None):
     else:
         step = (record or {}).get('step', int(latest.rsplit('-', 1)[1]))
         position = snapshots.resume_position(record, step, geometry, warn)
-    val = (validation.Validation.from_args(args, names, train_list, warn) if args.val_list
+    val = (validation.Validation.from_args(args, names, train_list, warn,
+                                                 palette=palette) if args.val_list
            else None)
     return RunFacts(names, train_list, cluster, geometry, (latest, record), position, val,
                     time.time() if started is None else started, palette, server_ids)
@@ -247,7 +248,7 @@ def train(args, log=print, warn=warn_line, started=None):
         if facts.validation:
             facts.validation.build(args.num_classes)
         os.makedirs(args.snapshot_dir, exist_ok=True)
-        return _run(args, facts, graph, stop, log, warn)
+        return _run(args, facts, graph, stop, log, warn, hparams.precision)
 
 
 class _NoWriter(object):
@@ -267,7 +268,7 @@ CLUSTER_ERRORS = (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
                   tf.errors.AbortedError, tf.errors.CancelledError)
 
 
-def _run(args, facts, graph, stop, log, warn):
+def _run(args, facts, graph, stop, log, warn, arithmetic='float32'):
     cluster = facts.cluster
     writer = _NoWriter()
     with tf1.Session(cluster.target, config=cluster.config) as sess:
@@ -284,6 +285,9 @@ def _run(args, facts, graph, stop, log, warn):
             if cluster.is_chief:
                 writer = events.EventWriter(args.snapshot_dir, sess.graph)
             loop = Loop(sess, run, args, facts, graph, start, snaps, writer, stop, log)
+            if cluster.is_chief:
+                run_summaries.write_run_start(writer, args, loop.record(), start.step,
+                                              arithmetic)
             return loop.run_updates()
         except Stalled as e:
             _exit_stalled(args, cluster, stop, start, e, log)
@@ -474,13 +478,17 @@ class Loop(object):
         self.log('saved snapshot %s' % path)
 
     def validate(self):
-        result = self.facts.validation.run(self.run, self.stop, self.step, self.writer,
+        result = self.facts.validation.run(self.run, self.stop, self.step,
+                                           self.writer if self.chief else None,
                                            self.log if self.chief else (lambda text: None))
         if result is None or not self.chief:
             return
         best = self.snaps.best_record()
         best_miou = ((best or {}).get('validation') or {}).get('mean_iou')
         miou = result['mean_iou']
+        best_so_far = max([v for v in (miou, best_miou) if v is not None], default=None)
+        if best_so_far is not None:
+            self.writer.add_summary(run_summaries.best_summary(best_so_far), self.step)
         if miou is not None and (best_miou is None or miou > best_miou):
             record = self.record()
             record['validation'] = result

@@ -4,6 +4,7 @@ One random 3-class checkpoint per module (ASPP weights std 1e-7: the He-initiali
 ResNet's features are ~1e7, so this keeps the softmax soft enough for the CRF to change
 some pixels while the predictions still use several classes).
 """
+import csv
 import json
 import os
 import shutil
@@ -63,7 +64,8 @@ def crf_cli_run(env):
     work = os.path.join(env['root'], 'cli_crf')
     os.makedirs(work)
     save_dir, out_json = os.path.join(work, 'pred'), os.path.join(work, 'res.json')
-    argv = crf_cli(env, 2, ['--output-json', out_json, '--save-dir', save_dir],
+    argv = crf_cli(env, 2, ['--output-json', out_json, '--save-dir', save_dir,
+                            '--plot-dir', os.path.join(work, 'plots')],
                    flag='--num-workers')   # the alias of --crf-workers
     stdout = open(os.path.join(work, 'stdout'), 'w+')
     stderr = open(os.path.join(work, 'stderr'), 'w+')
@@ -245,6 +247,20 @@ def test_crf_same_result_for_any_number_of_workers(env, crf_cli_run, tmp_path, c
         reference_miou(saved_pairs(env, save_dir), NUM_CLASSES), abs=1e-12)
     assert results[2]['mean_iou_after_crf'] == results[2]['mean_iou']
     assert results[2]['mean_iou_before_crf'] == results[2]['metrics']['mean_iou']
+    # --plot-dir: the per-class table holds the JSON's figures before and after the CRF; the
+    # pictures decode (their cells are checked in test_plots.py).
+    plot_dir = os.path.join(os.path.dirname(out_json), 'plots')
+    with open(os.path.join(plot_dir, 'per_class.csv')) as f:
+        rows = list(csv.DictReader(f))
+    assert [r['name'] for r in rows] == NAMES
+    for stage, key in (('metrics', '_before_crf'), ('crf', '_after_crf')):
+        metrics = results[2][stage] if stage == 'metrics' else results[2]['crf']['metrics']
+        for row, pc in zip(rows, metrics['per_class']):
+            assert float(row['iou' + key]) == pytest.approx(pc['iou'], abs=1e-12)
+            assert int(row['pred_pixels' + key]) == pc['pred_pixels']
+    for name in ('confusion.png', 'iou.png'):
+        assert Image.open(os.path.join(plot_dir, name)).mode == 'RGBA'
+    assert 'pictures: %s' % os.path.join(plot_dir, 'confusion.png') in stdout
 
 
 # ---------------------------------------------------------------------- bad input

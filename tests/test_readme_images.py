@@ -44,3 +44,29 @@ def test_mask_figure_grid(tmp_path):
 def test_mask_figure_without_inference_outputs(tmp_path):
     assert not readme_images.mask_figure(str(tmp_path), str(tmp_path / 'mask.png'))
     assert not os.path.exists(str(tmp_path / 'mask.png'))
+
+
+def test_validation_figure_stacks_the_last_pass(tmp_path):
+    """images/validation.png: the fixed-image rows of the last validation pass in the events,
+    one under the other with a 4-px white gap, enlarged twice."""
+    import tensorflow as tf
+    from deeplab_resnet import run_summaries
+    tf1 = tf.compat.v1
+    rng = np.random.default_rng(1)
+    rows = {step: [rng.integers(0, 256, size=(h, 15, 3), dtype=np.uint8) for h in (6, 9)]
+            for step in (10, 20)}
+    with tf.Graph().as_default():
+        writer = tf1.summary.FileWriter(str(tmp_path / 'snapshots'))
+    for step, arrays in rows.items():
+        writer.add_summary(tf1.Summary(value=[
+            run_summaries.rgb_value('validation/images/%d' % i, a)
+            for i, a in enumerate(arrays)]), step)
+    writer.close()
+    out = str(tmp_path / 'validation.png')
+    assert readme_images.validation_figure(str(tmp_path), out, gap=4, zoom=2)
+    small = np.asarray(Image.open(out).convert('RGB'))[::2, ::2]
+    assert small.shape == (6 + 4 + 9 + 4, 15, 3)
+    np.testing.assert_array_equal(small[:6], rows[20][0])
+    np.testing.assert_array_equal(small[10:19], rows[20][1])
+    assert (small[6:10] == 255).all()
+    assert not readme_images.validation_figure(str(tmp_path / 'none'), out)

@@ -15,6 +15,9 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 import train_msc
 from helpers import make_calibrated_checkpoint, make_dataset, read_until
@@ -101,6 +104,13 @@ def test_sigterm_saves_the_last_update_and_resume_is_exact(setup, tmp_path, repl
     for name in a:
         np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-7, err_msg=name)
     assert any(name.endswith('moving_mean') for name in a)
+    # Each start of the run (the stopped one, the resumed one) records its hyperparameters
+    # for the HParams dashboard in its own events file, at its first step.
+    steps = []
+    for name in sorted(n for n in os.listdir(str(snap)) if n.startswith('events.')):
+        acc = EventAccumulator(str(snap / name), size_guidance={'tensors': 0}).Reload()
+        steps += [e.step for e in acc.Tensors('_hparams_/session_start_info')]
+    assert steps == [0, stopped_at]
 
 
 def test_lone_chief_stops_on_sigterm_within_seconds(setup, tmp_path):
@@ -166,6 +176,38 @@ def test_validation_while_training_keeps_the_best(setup, tmp_path):
                 tags.update(v.tag for v in event.summary.value)
     assert {'validation/mean_iou', 'validation/pixel_accuracy'} <= tags
     assert len([t for t in tags if t.startswith('validation/iou/')]) == 3
+    # TensorBoard's own reader: at each validation step the confusion-matrix picture and the
+    # first 3 (--val-images' default) images as image | ground truth | prediction; the best
+    # mIoU so far; the HParams plugin's session data; the command line and record as text.
+    acc = EventAccumulator(str(snap), size_guidance={'images': 0, 'tensors': 0,
+                                                      'scalars': 0}).Reload()
+    images = acc.Tags()['images']
+    assert 'validation/confusion_matrix' in images
+    assert sorted(t for t in images if t.startswith('validation/images/')) == [
+        'validation/images/%d' % i for i in range(3)]
+    with open(lst) as f:
+        first = [line.split() for line in f][:3]
+    for i, (image, _) in enumerate(first):
+        events = acc.Images('validation/images/%d' % i)
+        assert [e.step for e in events] == [2, 4]
+        h, w = np.asarray(Image.open(os.path.join(root, image.lstrip('/')))).shape[:2]
+        assert (events[-1].height, events[-1].width) == (h, 3 * w)
+    assert [e.step for e in acc.Images('validation/confusion_matrix')] == [2, 4]
+    best = [(e.step, e.value) for e in acc.Scalars('validation/best_mean_iou')]
+    assert best == [(2, pytest.approx(scores[0], abs=1e-4)),
+                    (4, pytest.approx(max(scores), abs=1e-4))]
+    hparams = acc.PluginTagToContent('hparams')
+    start_info = plugin_data_pb2.HParamsPluginData.FromString(
+        hparams['_hparams_/session_start_info']).session_start_info
+    assert start_info.hparams['batch'].string_value == '1x2'
+    assert start_info.hparams['crop'].string_value == '%dx%d' % (SIZE, SIZE)
+    assert start_info.hparams['data_list'].string_value == lst
+    assert start_info.hparams['precision'].string_value == 'float32'
+    assert '_hparams_/experiment' in hparams
+    texts = acc.PluginTagToContent('text')
+    assert {'run/command', 'run/provenance'} <= set(texts)
+    record_text = acc.Tensors('run/provenance')[0].tensor_proto.string_val[0].decode()
+    assert '"trained_on": "%s"' % lst in record_text and 'train_images' not in record_text
 
 
 def test_safe_defaults(setup, tmp_path, capsys, monkeypatch):
