@@ -46,6 +46,10 @@ factor S of the loss; finite_updates: int64 scalar variable loss_scale/finite_up
 updates in a row whose gradients were finite; growth_interval: that many double S."""
 
 
+def is_loss_scale_variable(variable):
+    return variable_name(variable).startswith(LOSS_SCALE_SCOPE + '/')
+
+
 def dynamic_loss_scale(initial=INITIAL_LOSS_SCALE, growth_interval=LOSS_SCALE_GROWTH_INTERVAL):
     """Creates (or, in another replica, reuses) the loss-scale variables: global, not
     trainable, so saved with everything in training snapshots. Returns LossScale."""

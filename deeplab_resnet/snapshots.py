@@ -2,7 +2,7 @@
 its snapshots are written, kept and found again.
 
 <snapshot-dir>/model.ckpt-<step>{.index,.data-*,.json}: everything (network, optimiser slots,
-  global step) and its provenance record, which also holds the input position (examples of
+  global step, the float16 loss scale) and its provenance record, which also holds the input position (examples of
   the run's sequence consumed) so that a resumed run continues the same sequence. The newest
   --keep-snapshots are listed in the `checkpoint` state file, which is written last: a
   snapshot counts (is resumed from, is found by a directory --restore-from) only once its
@@ -18,7 +18,7 @@ import shutil
 
 import tensorflow as tf
 
-from deeplab_resnet import checkpoints, provenance
+from deeplab_resnet import checkpoints, optim, provenance
 from deeplab_resnet.constants import CHECKPOINT_NAME, DEFAULT_INIT_CHECKPOINT
 from deeplab_resnet.errors import InputError
 
@@ -241,8 +241,17 @@ def resume(sess, saver, snapshots, latest, record, step_variable, position, log)
     """Restores everything from `latest` (network, slots, step) and takes over the earlier
     run's snapshots; the data continue at `position` (resume_position). Returns Start."""
     try:
-        saver.restore(sess, latest)
-    except tf.errors.InvalidArgumentError as e:
+        try:
+            saver.restore(sess, latest)
+        except tf.errors.NotFoundError:
+            # A snapshot of a float32 / bfloat16 run resumed in float16: all but the loss
+            # scale, which starts afresh (any other missing variable fails again).
+            tf1.train.Saver(var_list=[v for v in tf1.global_variables()
+                                      if not optim.is_loss_scale_variable(v)]).restore(sess,
+                                                                                       latest)
+            log('%s has no loss scale (not trained in float16): it starts at %g'
+                % (latest, optim.INITIAL_LOSS_SCALE))
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
         raise InputError('%s: cannot resume: its variables do not fit this network (%s); '
                          'start afresh with another --snapshot-dir'
                          % (latest, str(e).splitlines()[0][:200]))

@@ -164,3 +164,59 @@ def test_replicas_agree_to_skip_when_one_overflows():
     np.testing.assert_allclose(applied['w'], np.full(3, 1.0 - LR * 3.0), rtol=1e-6)
     np.testing.assert_array_equal(copies[0], copies[1])
     assert applied['scale'] == 2.0 ** 13 and applied['step'] == 2
+
+
+def _save_snapshot(directory, with_loss_scale):
+    """A one-update snapshot of the tiny graph, as the trainer writes it (a Saver of every
+    global variable): with a loss scale that has halved once (with_loss_scale True), or of a run
+    without loss scaling. Returns the prefix."""
+    from deeplab_resnet import snapshots
+    with tf.Graph().as_default():
+        if with_loss_scale:
+            x, apply, state = _graph(2.0 ** 17, 1000)   # overflows: S -> 2^16, w unchanged
+        else:
+            x = tf1.placeholder(tf.float16, [3])
+            w = tf1.get_variable(NAME, [3], initializer=tf1.ones_initializer())
+            loss = tf.cast(tf.reduce_sum(tf.cast(w, tf.float16) * x), tf.float32)
+            apply = optim.build_train_ops(loss, [w], LR, MOMENTUM, 10 ** 6, 0.0,
+                                          update_ops=[]).apply
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(apply, {x: np.array([1.0, 2.0, 3.0], np.float16)})
+            snaps = snapshots.Snapshots(str(directory),
+                                        tf1.train.Saver(tf1.global_variables()), keep=2)
+            return snaps.save(sess, 1, {'step': 1})
+
+
+def _resume(directory, prefix):
+    from deeplab_resnet import snapshots
+    lines = []
+    with tf.Graph().as_default():
+        x, apply, state = _graph(2.0 ** 15, 1000)
+        saver = tf1.train.Saver(tf1.global_variables())
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            snaps = snapshots.Snapshots(str(directory), saver, keep=2)
+            snapshots.resume(sess, saver, snaps, prefix, {'step': 1},
+                             tf1.train.get_global_step(), 0, lines.append)
+            return _read(sess, state), lines
+
+
+def test_resume_restores_the_loss_scale(tmp_path):
+    """The trainer's snapshot (every global variable) holds loss_scale/*: a resumed float16
+    run continues with the halved scale, not the initial one."""
+    prefix = _save_snapshot(tmp_path, True)
+    state, lines = _resume(tmp_path, prefix)
+    assert state['scale'] == 2.0 ** 16 and state['count'] == 0 and state['step'] == 1
+    assert not any('loss scale' in line for line in lines)
+
+
+def test_resume_of_a_run_without_loss_scale_starts_the_scale_afresh(tmp_path):
+    """A snapshot of a float32 run resumed with --precision float16: everything else is
+    restored (w after one momentum step, the step), the scale starts at its initial value, and
+    one line says so."""
+    prefix = _save_snapshot(tmp_path, False)
+    state, lines = _resume(tmp_path, prefix)
+    np.testing.assert_allclose(state['w'], 1.0 - LR * np.array([1.0, 2.0, 3.0]), rtol=1e-6)
+    assert state['step'] == 1 and state['scale'] == 2.0 ** 15 and state['count'] == 0
+    assert sum('has no loss scale' in line for line in lines) == 1
