@@ -2,11 +2,11 @@
 its snapshots are written, kept and found again.
 
 <snapshot-dir>/model.ckpt-<step>{.index,.data-*,.json}: everything (network, optimiser slots,
-  global step, the float16 loss scale) and its provenance record, which also holds the input position (examples of
-  the run's sequence consumed) so that a resumed run continues the same sequence. The newest
-  --keep-snapshots are listed in the `checkpoint` state file, which is written last: a
-  snapshot counts (is resumed from, is found by a directory --restore-from) only once its
-  files and record are complete.
+  global step, the float16 loss scale) and its provenance record, which also holds the input
+  position (examples of the run's sequence consumed) so that a resumed run continues the same
+  sequence. The newest --keep-snapshots are listed in the `checkpoint` state file, which is
+  written last: a snapshot counts (is resumed from, is found by a directory --restore-from)
+  only once its files and record are complete.
 <snapshot-dir>/best/model.ckpt-<step>: the network with the best validation mIoU so far
   (--val-list), its score in its record; not counted by --keep-snapshots, not resumed from.
 """

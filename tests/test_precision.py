@@ -147,12 +147,13 @@ def test_float16_training_with_loss_scaling_follows_float32(network, monkeypatch
     train_step.build_train_step in float32 and in float16, from the same weights and batches:
     the float16 cross-entropy (float16 towers, float32 logits and loss) before each update and
     after the last stays within LOSS_RTOL of float32's (measured: at most 0.18%), while the
-    updates move it by far more (2.21 to 1.60: the same batch every step). Only the classifier (ASPP) trains, so that the float16
-    backward pass stays cheap on a CPU; its weights start at 1% of the random checkpoint's so
-    that the losses are those of a network that has begun to learn (about 2, not 30). The
-    loss scale starts at 2^10 here, where no update overflows (every one must be applied for
-    the comparison; the skip is tested in test_loss_scale.py): at the default 2^15 this random
-    network's classifier gradients overflow float16 and the first updates are skipped."""
+    updates move it by far more (2.21 to 1.60: the same batch every step). Only the classifier
+    (ASPP) trains, so that the float16 backward pass stays cheap on a CPU; its weights start at
+    1% of the random checkpoint's so that the losses are those of a network that has begun to
+    learn (about 2, not 30). The loss scale starts at 2^10 here, where no update overflows
+    (every one must be applied for the comparison; the skip is tested in test_loss_scale.py):
+    at the default 2^15 this random network's classifier gradients overflow float16 and the
+    first updates are skipped."""
     from deeplab_resnet import optim, train_step
     from deeplab_resnet.model import is_aspp_variable, variable_name
     from deeplab_resnet.utils import session_config
