@@ -121,11 +121,14 @@ def add_model_arguments(parser, from_record=False):
 
 
 def add_precision_argument(parser):
-    parser.add_argument('--precision', choices=('float32', 'bfloat16'), default='float32',
+    parser.add_argument('--precision', choices=('float32', 'bfloat16', 'float16'),
+                        default='float32',
                         help='arithmetic of the network: bfloat16 is about 1.5x faster on CPUs '
-                             'with AVX512_BF16 or AMX and on GPUs, and changes a few pixels\' '
-                             'labels; elsewhere it runs float32, saying so (default '
-                             '%(default)s)')
+                             'with AVX512_BF16 or AMX and on GPUs of compute capability 8.0 or '
+                             'more; float16 (training scales the loss) is for GPUs of 7.0 or '
+                             'more (V100, T4); both change a few pixels\' labels; elsewhere '
+                             'they run float32, saying so (float16 without a GPU runs, slowly; '
+                             'default %(default)s)')
 
 
 # ----------------------------------------------------------------------------- --dataset

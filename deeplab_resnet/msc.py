@@ -17,17 +17,20 @@ of every scale's logits resized (bilinear) to that size; per_scale: the logits o
 (their own sizes), in the order of `scales`; nets: the DeepLabResNetModel of each scale."""
 
 
-PRECISIONS = ('float32', 'bfloat16')
-PRECISION_DTYPES = {'float32': tf.float32, 'bfloat16': tf.bfloat16}
+PRECISION_DTYPES = {'float32': tf.float32, 'bfloat16': tf.bfloat16, 'float16': tf.float16}
+PRECISIONS = tuple(PRECISION_DTYPES)
 
 
-def _bfloat16_getter(getter, name, *args, **kwargs):
-    """Custom getter of a bfloat16 tower: convolution weights and biases are read as bfloat16
-    (the variables stay float32, as in the checkpoints); batch-norm variables stay float32."""
-    variable = getter(name, *args, **kwargs)
-    if name.endswith(('/weights', '/biases')):
-        return tf.cast(variable, tf.bfloat16)
-    return variable
+def _cast_getter(dtype):
+    """Custom getter of a tower computing in `dtype` (bfloat16 or float16): convolution
+    weights and biases are read as `dtype` (the variables stay float32, as in the
+    checkpoints, and their gradients come back float32); batch-norm variables stay float32."""
+    def cast_getter(getter, name, *args, **kwargs):
+        variable = getter(name, *args, **kwargs)
+        if name.endswith(('/weights', '/biases')):
+            return tf.cast(variable, dtype)
+        return variable
+    return cast_getter
 
 
 def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCALES,
@@ -42,9 +45,10 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
       bn_decay: decay of the batch-norm moving averages (float or scalar tensor).
       sync_batch_norm: batch statistics over every replica's batch (training under a
         tf.distribute strategy).
-      precision: 'float32', or 'bfloat16': the towers compute in bfloat16 (inputs and
-        convolution weights cast inside the graph; batch-norm statistics in float32); the
-        logits are float32 either way.
+      precision: 'float32', or 'bfloat16' / 'float16': the towers compute in that dtype
+        (inputs and convolution weights cast inside the graph; batch-norm statistics and
+        affine in float32); the logits are float32 either way. (Training in float16 needs
+        a loss scale: optim.LossScale.)
       fold_batch_norm: inference with the batch-norm scales folded into the kernels
         (model.fold_batch_norm_op must run once after the weights are restored).
     Returns: MSCOutput. Only the first tower updates batch-norm moving averages.
@@ -53,7 +57,7 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
     nets, per_scale = [], []
     for i, scale in enumerate(scales):
         inputs = images if scale == 1.0 else resize_bilinear(images, scaled_size(size, scale))
-        getter = _bfloat16_getter if precision == 'bfloat16' else None
+        getter = None if precision == 'float32' else _cast_getter(PRECISION_DTYPES[precision])
         with tf1.variable_scope(tf1.get_variable_scope(), reuse=True if i else None,
                                 custom_getter=getter):
             net = DeepLabResNetModel({'data': tf.cast(inputs, PRECISION_DTYPES[precision])},
@@ -78,7 +82,7 @@ def predict_probs(images, num_classes, scales=(1.0,), flip=False, precision='flo
     Args:
       images: [N, H, W, 3] float32, BGR, mean-subtracted (dynamic size).
       flip: average the logits with those of the mirrored images (mirrored back).
-      precision: 'float32' or 'bfloat16' (multi_scale_logits).
+      precision: 'float32', 'bfloat16' or 'float16' (multi_scale_logits).
       fold_batch_norm: see multi_scale_logits.
     Returns: (probs [N, H, W, C] float32 softmax of the fused logits upsampled bilinearly to
       the image size, labels [N, H, W] int32 argmax).

@@ -6,12 +6,21 @@ schedule and accumulation. It is not the paper's: it is there for training from 
 the classifier's inputs (res5c, 2048 channels, unnormalised residual sums) are so large that
 one momentum-SGD learning rate is either too small for the backbone or unstable for the
 classifier; Adam's per-weight step size removes that coupling (the demo uses it).
+
+Training in float16 (--precision float16) scales the loss dynamically (Micikevicius et al.
+2018, "Mixed precision training"): the gradients are taken of loss x S, so that small ones
+survive float16's range, and divided by S in float32; an update whose gradient (the
+accumulated one with --grad-update-every) is not finite everywhere, on any replica, is skipped
+(the step still counts) and S halves; after LOSS_SCALE_GROWTH_INTERVAL finite updates in a row
+S doubles. S lives in the variables loss_scale/scale and loss_scale/finite_updates: training
+snapshots hold them (a resume continues with the same S); they are not network variables, so
+restoring a network (the original checkpoints, initial weights) neither needs nor sets them.
 """
 import collections
 
 import tensorflow as tf
 
-from deeplab_resnet import losses
+from deeplab_resnet import distribute, losses
 from deeplab_resnet.constants import (LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS,
                                       LR_MULT_BACKBONE, OPTIMIZERS)
 from deeplab_resnet.model import is_aspp_variable, variable_name
@@ -19,11 +28,40 @@ from deeplab_resnet.model import is_aspp_variable, variable_name
 tf1 = tf.compat.v1
 
 TrainOps = collections.namedtuple('TrainOps', ['learning_rate', 'accumulate', 'apply',
-                                               'accumulators'])
+                                               'accumulators', 'loss_scale'])
 """learning_rate: scalar tensor at the current global step. accumulate: op that adds one
 micro-batch's gradients / k to the accumulators (and runs the batch-norm updates); apply: op
 that applies the accumulated gradients, increments the global step and zeroes the
-accumulators. With k == 1, accumulate is None and apply does everything in one run."""
+accumulators. With k == 1, accumulate is None and apply does everything in one run.
+loss_scale: the LossScale, or None."""
+
+LOSS_SCALE_SCOPE = 'loss_scale'
+INITIAL_LOSS_SCALE = 2.0 ** 15
+LOSS_SCALE_GROWTH_INTERVAL = 2000
+MIN_LOSS_SCALE = 1.0
+
+LossScale = collections.namedtuple('LossScale', ['scale', 'finite_updates', 'growth_interval'])
+"""Dynamic loss scaling (see the module): scale: float32 scalar variable loss_scale/scale, the
+factor S of the loss; finite_updates: int64 scalar variable loss_scale/finite_updates, the
+updates in a row whose gradients were finite; growth_interval: that many double S."""
+
+
+def is_loss_scale_variable(variable):
+    return variable_name(variable).startswith(LOSS_SCALE_SCOPE + '/')
+
+
+def dynamic_loss_scale(initial=INITIAL_LOSS_SCALE, growth_interval=LOSS_SCALE_GROWTH_INTERVAL):
+    """Creates (or, in another replica, reuses) the loss-scale variables: global, not
+    trainable, so saved with everything in training snapshots. Returns LossScale."""
+    with tf1.variable_scope(LOSS_SCALE_SCOPE):
+        scale = tf1.get_variable('scale', [], tf.float32,
+                                 initializer=tf1.constant_initializer(initial),
+                                 trainable=False,
+                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        finite = tf1.get_variable('finite_updates', [], tf.int64,
+                                  initializer=tf1.zeros_initializer(), trainable=False,
+                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    return LossScale(scale, finite, int(growth_interval))
 
 
 def poly_learning_rate(base_lr, global_step, num_steps, power):
@@ -69,7 +107,7 @@ def _apply(groups_grads, learning_rate, momentum, global_step, optimizer='moment
 def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
                     grad_update_every=1, global_step=None,
                     aspp_mults=(LR_MULT_ASPP_WEIGHTS, LR_MULT_ASPP_BIASES), update_ops=None,
-                    optimizer='momentum', weight_decay=0.0):
+                    optimizer='momentum', weight_decay=0.0, loss_scale=None):
     """Builds the update. Inside a tf.distribute replica context (train_msc.py
     --num-replicas / TF_CONFIG), the optimisers sum the replicas' gradients before the one
     update every replica applies; `loss` must then be this replica's share of the global loss
@@ -87,6 +125,8 @@ def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
       optimizer: 'momentum' (the paper's) or 'adam' (`momentum` is then its beta1).
       weight_decay: the coefficient of losses.weight_decay_loss: the update follows the
         gradient of loss + that decay (losses.add_weight_decay_gradients).
+      loss_scale: a LossScale (float16 towers): the gradients are those of loss x S divided
+        by S, and the update is applied only when they are all finite (module docstring).
     Returns: TrainOps.
     """
     if global_step is None:
@@ -96,8 +136,8 @@ def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
     variables = [v for _, vs in groups for v in vs]
     if update_ops is None:
         update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
-    grads = losses.add_weight_decay_gradients(tf.gradients(loss, variables), variables,
-                                              weight_decay)
+    grads = losses.add_weight_decay_gradients(_gradients(loss, variables, loss_scale),
+                                              variables, weight_decay)
 
     def regroup(values):
         out, i = [], 0
@@ -106,10 +146,16 @@ def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
             i += len(vs)
         return out
 
+    def update(values):
+        if loss_scale is None:
+            return _apply(regroup(values), lr, momentum, global_step, optimizer)
+        return _apply_if_finite(regroup, values, lr, momentum, global_step, optimizer,
+                                loss_scale)
+
     if grad_update_every == 1:
         with tf.control_dependencies(update_ops):
-            apply = _apply(regroup(grads), lr, momentum, global_step, optimizer)
-        return TrainOps(lr, None, apply, [])
+            apply = update(grads)
+        return TrainOps(lr, None, apply, [], loss_scale)
 
     with tf1.variable_scope('grad_accumulators'):
         accumulators = [tf1.get_variable(variable_name(v), v.get_shape(), tf.float32,
@@ -121,8 +167,73 @@ def build_train_ops(loss, trainable, base_lr, momentum, num_steps, power,
     k = float(grad_update_every)
     with tf.control_dependencies(update_ops):
         accumulate = tf.group(*[a.assign_add(g / k) for a, g in zip(accumulators, grads)])
-    apply_grads = _apply(regroup([a.read_value() for a in accumulators]), lr, momentum,
-                         global_step, optimizer)
+    apply_grads = update([a.read_value() for a in accumulators])
     with tf.control_dependencies([apply_grads]):
         apply = tf.group(*[a.assign(tf.zeros_like(a)) for a in accumulators])
-    return TrainOps(lr, accumulate, apply, accumulators)
+    return TrainOps(lr, accumulate, apply, accumulators, loss_scale)
+
+
+def _gradients(loss, variables, loss_scale):
+    """d loss / d variables (None where the loss does not reach one); with a LossScale, those
+    of loss x S divided by S (in float32: the variables are float32)."""
+    if loss_scale is None:
+        return tf.gradients(loss, variables)
+    scale = tf.convert_to_tensor(loss_scale.scale)
+    scaled = tf.gradients(loss * scale, variables)
+    return [None if g is None else g / scale for g in scaled]
+
+
+def _apply_if_finite(regroup, grads, learning_rate, momentum, global_step, optimizer,
+                     loss_scale):
+    """The update from `grads` (a list in the order of `regroup`'s variables, this replica's)
+    when every replica's are finite, else only the global step's increment; then the new
+    loss scale. One op.
+
+    The replicas agree on 'finite' through one all-reduce of their non-finite flags. The
+    condition then runs in cross-replica context (a merge_call), with the optimisers' own
+    cross-replica steps inside its branch: a tf.distribute synchronisation inside a tf.cond
+    built in replica context is refused by TensorFlow."""
+    present = [i for i, g in enumerate(grads) if g is not None]
+    flag = tf.cast(tf.logical_not(tf.reduce_all(
+        tf.stack([tf.reduce_all(tf.math.is_finite(grads[i])) for i in present]))), tf.float32)
+    non_finite = distribute.sum_over_replicas(flag)
+
+    def cross_replica(strategy, non_finite, present_grads):
+        finite = tf.equal(strategy.experimental_local_results(non_finite)[0], 0.0)
+
+        def replica_apply(*values):
+            full = [None] * len(grads)
+            for i, value in zip(present, values):
+                full[i] = value
+            return _apply(regroup(full), learning_rate, momentum, global_step, optimizer)
+
+        def apply():
+            return strategy.group(strategy.extended.call_for_each_replica(
+                replica_apply, args=tuple(present_grads)))
+
+        def skip():
+            return tf.group(global_step.assign_add(1))
+
+        applied = tf.cond(finite, apply, skip)
+        with tf.control_dependencies([applied]):
+            return update_loss_scale(loss_scale, finite)
+
+    return tf.distribute.get_replica_context().merge_call(
+        cross_replica, args=(non_finite, [grads[i] for i in present]))
+
+
+def update_loss_scale(loss_scale, finite):
+    """Op: after a finite update, count it, and double S at the growth_interval-th in a row
+    (while 2 S is finite); after a skipped one, halve S (not below MIN_LOSS_SCALE) and restart
+    the count.
+
+    Args: loss_scale: LossScale; finite: scalar bool tensor.
+    """
+    scale = tf.convert_to_tensor(loss_scale.scale)
+    count = tf.where(finite, loss_scale.finite_updates + 1, tf.zeros([], tf.int64))
+    grow = tf.logical_and(count >= loss_scale.growth_interval, tf.math.is_finite(scale * 2.0))
+    new_scale = tf.where(finite, tf.where(grow, scale * 2.0, scale),
+                         tf.maximum(scale * 0.5, MIN_LOSS_SCALE))
+    new_count = tf.where(grow, tf.zeros([], tf.int64), count)
+    return tf.group(loss_scale.scale.assign(new_scale),
+                    loss_scale.finite_updates.assign(new_count))

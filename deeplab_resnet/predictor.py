@@ -54,8 +54,8 @@ class Predictor(object):
       flip: average the logits with the mirrored image's.
       img_mean: BGR mean subtracted from the images.
       threads: intra-op CPU threads (0: TensorFlow's default).
-      precision: 'float32' or 'bfloat16' (msc.multi_scale_logits; the caller checks that the
-        hardware suits it, precision.choose).
+      precision: 'float32', 'bfloat16' or 'float16' (msc.multi_scale_logits; the caller checks
+        that the hardware suits it, precision.choose).
     Call predict(rgb) with [H, W, 3] uint8 RGB: returns (labels [H, W] int32,
     probs [H, W, C] float32 or None unless want_probs).
     """

@@ -2,12 +2,13 @@
 its snapshots are written, kept and found again.
 
 <snapshot-dir>/model.ckpt-<step>{.index,.data-*,.json}: everything (network, optimiser slots,
-  global step) and its provenance record, which also holds the input position (examples of
-  the run's sequence consumed) so that a resumed run continues the same sequence. The newest
-  --keep-snapshots are listed in the `checkpoint` state file (names relative to the folder,
-  snapshot_folder), which is written last, once the snapshot's files and record are flushed
-  to the disk: a snapshot counts (is resumed from, is found by a directory --restore-from)
-  only once it is complete. Nothing outside the folder is ever read for resuming, or deleted.
+  global step, the float16 loss scale) and its provenance record, which also holds the input
+  position (examples of the run's sequence consumed) so that a resumed run continues the same
+  sequence. The newest --keep-snapshots are listed in the `checkpoint` state file (names
+  relative to the folder, snapshot_folder), which is written last, once the snapshot's files
+  and record are flushed to the disk: a snapshot counts (is resumed from, is found by a
+  directory --restore-from) only once it is complete. Nothing outside the folder is ever read
+  for resuming, or deleted.
 <snapshot-dir>/best/model.ckpt-<step>: the network with the best validation mIoU so far
   (--val-list), its score in its record; not counted by --keep-snapshots, not resumed from.
 <snapshot-dir>/corrupt/: snapshots found broken when a run started (moved there, with a
@@ -20,7 +21,7 @@ import shutil
 
 import tensorflow as tf
 
-from deeplab_resnet import checkpoints, provenance, snapshot_folder
+from deeplab_resnet import checkpoints, optim, provenance, snapshot_folder
 from deeplab_resnet.constants import CHECKPOINT_NAME, DEFAULT_INIT_CHECKPOINT
 from deeplab_resnet.errors import InputError
 
@@ -309,12 +310,23 @@ def resume(sess, saver, latest, record, step_variable, position, log):
     """Restores everything from `latest` (network, slots, step); the data continue at
     `position` (resume_position). Returns Start."""
     try:
-        saver.restore(sess, latest)
-    except tf.errors.InvalidArgumentError as e:
-        raise InputError('%s: cannot resume: its variables do not fit this network (%s); '
-                         'start afresh with another --snapshot-dir'
-                         % (latest, str(e).splitlines()[0][:200]))
-    except (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.OutOfRangeError) as e:
+        try:
+            saver.restore(sess, latest)
+        except tf.errors.NotFoundError:
+            # A snapshot of a float32 / bfloat16 run resumed in float16: all but the loss
+            # scale, which starts afresh (any other missing variable fails again).
+            tf1.train.Saver(var_list=[v for v in tf1.global_variables()
+                                      if not optim.is_loss_scale_variable(v)]).restore(sess,
+                                                                                       latest)
+            log('%s has no loss scale (not trained in float16): it starts at %g'
+                % (latest, optim.INITIAL_LOSS_SCALE))
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError,
+            tf.errors.OutOfRangeError) as e:
+        if isinstance(e, tf.errors.InvalidArgumentError) or (
+                isinstance(e, tf.errors.NotFoundError) and 'not found in checkpoint' in str(e)):
+            raise InputError('%s: cannot resume: its variables do not fit this network (%s); '
+                             'start afresh with another --snapshot-dir'
+                             % (latest, str(e).splitlines()[0][:200]))
         raise InputError('%s: cannot resume: its data are damaged or gone (%s); move its files '
                          'into %s and run the same command again to resume from the snapshot '
                          'before it' % (latest, e.__class__.__name__, os.path.join(

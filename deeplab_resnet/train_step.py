@@ -21,8 +21,8 @@ HParams = collections.namedtuple('HParams', [
 """The recipe of a training step. bn_from_scratch: the batch-norm moving averages follow
 Caffe's bias-corrected accumulation (they start as the statistics of the first batches, not
 the 0 / 1 they were initialised with), for a network trained from its He initialisation.
-precision: 'float32' or 'bfloat16' (the towers' arithmetic; variables, losses and updates stay
-float32)."""
+precision: 'float32', 'bfloat16' or 'float16' (the towers' arithmetic; variables, losses and
+updates stay float32; float16 scales the loss dynamically, optim.LossScale)."""
 
 PAPER = HParams(num_classes=21, scales=TRAIN_SCALES, is_training=False, bn_from_scratch=False,
                 sync_batch_norm=False, weight_decay=5e-4, train_bn_params=False,
@@ -75,10 +75,11 @@ def build_train_step(images, labels, hparams, global_step=None):
     variables = checkpoints.model_variables()
     loss = losses.msc_loss(towers, labels, hparams.num_classes, variables,
                            hparams.weight_decay, hparams.scales)
+    loss_scale = optim.dynamic_loss_scale() if hparams.precision == 'float16' else None
     ops = optim.build_train_ops(
         loss.cross_entropy, trainable_variables(variables, hparams.train_bn_params),
         hparams.learning_rate, hparams.momentum, hparams.num_steps, hparams.power,
         hparams.grad_update_every, global_step, hparams.aspp_lr_mult,
         update_ops=[op for net in towers.nets for op in net.update_ops],
-        optimizer=hparams.optimizer, weight_decay=hparams.weight_decay)
+        optimizer=hparams.optimizer, weight_decay=hparams.weight_decay, loss_scale=loss_scale)
     return TrainStep(loss, ops, towers.fused)

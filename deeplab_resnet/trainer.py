@@ -145,6 +145,8 @@ def _scalar_summaries(loss, ops):
          tf1.summary.scalar('learning_rate', ops.learning_rate),
          tf1.summary.scalar('pixel_accuracy', loss.pixel_accuracy)]
     s += [tf1.summary.scalar('loss/' + name, t) for name, t in loss.terms.items()]
+    if ops.loss_scale is not None:   # --precision float16
+        s.append(tf1.summary.scalar('float16_loss_scale', ops.loss_scale.scale))
     return tf1.summary.merge(s)
 
 

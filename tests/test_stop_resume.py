@@ -250,7 +250,7 @@ def test_bad_validation_input_is_one_line(setup, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1, err
     assert 'label values 2 are neither classes 0..1' in err[0]
-    for flags in (['--val-every', '0'], ['--precision', 'float16']):
+    for flags in (['--val-every', '0'], ['--precision', 'float64']):
         with pytest.raises(SystemExit) as info:
             train_msc.get_arguments(flags)
         assert info.value.code == 2
