@@ -67,14 +67,18 @@ DTYPES = {'float32': 'float32', 'bfloat16': 'bfloat16', 'float16': 'float16'}
 # float16 (with loss scaling) is the fast precision of GPUs before compute capability 8.0
 # (V100, T4), where bfloat16 is float32 plus casts. When --precision float16 lands, list it
 # here: fast_precision() then takes precision.choose's answer for it on such GPUs.
-FAST_PRECISION_CANDIDATES = ('bfloat16',)
+FAST_PRECISION_CANDIDATES = ('bfloat16', 'float16')   # in order of preference
 
 
 def fast_precision(warn=lambda message: None):
     """The first of FAST_PRECISION_CANDIDATES that precision.choose keeps on this machine
-    (its public function decides, with its warning), else 'float32'."""
+    (its public function decides, with its warning), else 'float32'. float16 only on a GPU:
+    on a CPU it runs (precision.choose keeps it) but many times slower than float32."""
     from deeplab_resnet import precision
+    on_gpu = precision.gpu_compute_capability() is not None
     for candidate in FAST_PRECISION_CANDIDATES:
+        if candidate == 'float16' and not on_gpu:
+            continue
         if precision.choose(candidate, warn) == candidate:
             return candidate
     return 'float32'

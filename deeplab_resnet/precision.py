@@ -40,12 +40,9 @@ def fast_bfloat16_cpu(flags=None):
 def gpu_compute_capability():
     """The first visible GPU's compute capability as (major, minor), or None without a GPU
     (or when TensorFlow does not report it). Imports TensorFlow."""
-    import tensorflow as tf
-    gpus = tf.config.list_physical_devices('GPU')
-    if not gpus:
-        return None
-    capability = tf.config.experimental.get_device_details(gpus[0]).get('compute_capability')
-    return tuple(capability) if capability else None
+    from deeplab_resnet import devices
+    gpus = devices.list_gpus()
+    return gpus[0].compute_capability if gpus else None
 
 
 def _cc(capability):

@@ -1,5 +1,7 @@
 """--precision bfloat16 / float16: when each runs, that their predictions stay those of float32,
 and that float16 training with loss scaling follows float32's losses."""
+import collections
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -56,9 +58,10 @@ def test_precision_per_compute_capability(monkeypatch, requested, capability, fl
 
 
 def test_compute_capability_of_the_first_gpu(monkeypatch):
-    gpus = ['GPU:0', 'GPU:1']
-    details = {'GPU:0': {'device_name': 'Tesla T4', 'compute_capability': (7, 5)},
-               'GPU:1': {'compute_capability': (9, 0)}}
+    device = collections.namedtuple('PhysicalDevice', ['name', 'device_type'])
+    gpus = [device('/physical_device:GPU:0', 'GPU'), device('/physical_device:GPU:1', 'GPU')]
+    details = {gpus[0]: {'device_name': 'Tesla T4', 'compute_capability': (7, 5)},
+               gpus[1]: {'compute_capability': (9, 0)}}
     monkeypatch.setattr(tf.config, 'list_physical_devices', lambda kind=None: gpus)
     monkeypatch.setattr(tf.config.experimental, 'get_device_details', details.get)
     assert precision.gpu_compute_capability() == (7, 5)
