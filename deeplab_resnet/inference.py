@@ -13,6 +13,9 @@ behind it). Per image, in the save directory (the names evaluation writes too):
   <stem>_overlay.jpg   --overlay: the mask blended over the image (OVERLAY_ALPHA)
   <stem>_probs.npy     --save-probs: float16 probabilities [H, W, C] (after the CRF with --crf)
 
+Every input is read as viewers display it: its EXIF orientation (a phone photo's) is applied,
+said once in a line, and every output is written in that displayed orientation.
+
 An image that cannot be read is reported (one line naming it) and skipped; run() then
 returns 1. Fatal problems (a missing input or checkpoint, another class count) raise
 InputError before any image is processed.
@@ -185,13 +188,32 @@ def _export(restored, args, log):
 
 
 def read_image(path):
-    """imageio.read_image, with any failure as an InputError naming the file."""
+    """imageio.read_image as displayed (EXIF orientation applied), with any failure as an
+    InputError naming the file."""
     try:
-        return imageio.read_image(path)
+        return imageio.read_image(path, exif_orientation=True)
     except InputError:
         raise
     except Exception as e:   # PIL conversions can raise other types
         raise InputError('%s: cannot read image (%s: %s)' % (path, e.__class__.__name__, e))
+
+
+class DisplayedImages(object):
+    """read(path) -> read_image(path); logs one line the first time an image's EXIF
+    orientation turns it, and counts them (`rotated`)."""
+
+    def __init__(self, log):
+        self.log, self.rotated = log, 0
+
+    def __call__(self, path):
+        with contextlib.suppress(Exception), Image.open(path) as img:
+            orientation = imageio.orientation_of(img)
+            if orientation != 1:
+                if not self.rotated:
+                    self.log('%s: EXIF orientation %d applied; every input is segmented and '
+                             'written as viewers display it' % (path, orientation))
+                self.rotated += 1
+        return read_image(path)
 
 
 def _saved(prediction, args):
@@ -235,7 +257,7 @@ def _segment(images, restored, args, start, log, err):
         t_loop = time.time()
         if progress:
             progress.start = t_loop
-        results = predictions(predictor, images, read_image, crf_pool,
+        results = predictions(predictor, images, DisplayedImages(log), crf_pool,
                               want_probs=args.save_probs and not args.crf, on_error=fail,
                               errors=(InputError, tf.errors.OpError))
         written, t_first = _write_all(results, settings['num_classes'], args, start, log,
