@@ -31,7 +31,8 @@ import json
 import os
 import time
 
-from deeplab_resnet import cli, datalist, imageio, labels, metrics, precision, provenance
+from deeplab_resnet import (cli, datalist, imageio, labels, memory, metrics, precision,
+                            provenance)
 from deeplab_resnet.constants import TRAIN_SCALES
 from deeplab_resnet.crf import (CRFPool, add_crf_arguments, add_workers_argument,
                                 crf_params_from_args)
@@ -58,6 +59,7 @@ def build_parser(description=None, crf=False):
     cli.add_data_arguments(p, DEFAULT_LIST)
     cli.add_model_arguments(p, from_record=True)
     cli.add_precision_argument(p)
+    cli.add_max_side_argument(p)
     p.add_argument('--num-steps', type=cli.positive_int, default=None,
                    help='evaluate only the first N images of the list (default: all)')
     p.add_argument('--restore-from', default=DEFAULT_CHECKPOINT,
@@ -94,7 +96,12 @@ def build_parser(description=None, crf=False):
 
 
 def parse_arguments(argv=None, description=None, crf=False):
-    return build_parser(description, crf).parse_args(argv)
+    p = build_parser(description, crf)
+    args = p.parse_args(argv)
+    conflict = memory.max_side_conflict(args.max_side, args.crf, False)
+    if conflict:
+        p.error(conflict)
+    return args
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -164,6 +171,8 @@ def prepare(args, warn=warn_line):
     check_outputs(args, examples)
     restored = restore_settings(args.restore_from, args.num_classes, args.img_mean,
                                 args.class_names)
+    memory.check_fits([(ex.image,) + labels.image_size(ex.image) for ex in examples],
+                      args.scales, args.flip, restored.settings['num_classes'], args.max_side)
     scan_labels(examples, restored.settings['num_classes'], args.ignore_label,
                 check_values=not args.ignore_out_of_range)
     for message in restored.warnings:
@@ -243,7 +252,8 @@ def run_network(args, prepared, log=print, warn=warn_line):
     num_classes = settings['num_classes']
     arithmetic = precision.choose(args.precision, warn)
     predictor = Predictor(prepared.restored.prefix, num_classes, tuple(args.scales),
-                          args.flip, settings['img_mean'], args.threads, arithmetic)
+                          args.flip, settings['img_mean'], args.threads, arithmetic,
+                          max_side=args.max_side)
     log(summary_line(prepared.restored, _run_text(args, len(examples), prepared.total,
                                                   arithmetic)))
     pool = (CRFPool(args.crf_workers, crf_params_from_args(args)) if args.crf

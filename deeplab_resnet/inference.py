@@ -28,7 +28,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from deeplab_resnet import datalist, imageio, precision
+from deeplab_resnet import datalist, imageio, labels, memory, precision
 from deeplab_resnet.colormap import colourise
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.settings import restore_settings, summary_line
@@ -67,6 +67,18 @@ def collect_images(paths, data_dir=''):
         else:
             raise InputError('%s: image not found' % path)
     return images
+
+
+def header_sizes(images):
+    """(path, h, w) of the images whose header can be read (the others are reported when
+    their turn comes)."""
+    sized = []
+    for path in images:
+        try:
+            sized.append((path,) + tuple(labels.image_size(path)))
+        except InputError:
+            pass
+    return sized
 
 
 def output_stem(path):
@@ -163,6 +175,8 @@ def run(args, start=None, out=None, err=None):
     if restored.settings['num_classes'] > MAX_CLASSES_IN_PNG:
         raise InputError('%d classes: masks and label PNGs hold at most %d'
                          % (restored.settings['num_classes'], MAX_CLASSES_IN_PNG))
+    memory.check_fits(header_sizes(images), args.scales, args.flip,
+                      restored.settings['num_classes'], getattr(args, 'max_side', None))
     for message in restored.warnings:
         warn(message)
     log(summary_line(restored))
@@ -249,7 +263,8 @@ def _segment(images, restored, args, start, log, err):
     arithmetic = precision.choose(args.precision, _printer(err, 'warning: '))
     with Predictor(restored.prefix, settings['num_classes'], scales=tuple(args.scales),
                    flip=args.flip, img_mean=settings['img_mean'], threads=args.threads,
-                   precision=arithmetic) as predictor, pool as crf_pool:
+                   precision=arithmetic,
+                   max_side=getattr(args, 'max_side', None)) as predictor, pool as crf_pool:
         log('graph built and weights restored in %.1f s (scales %s%s%s, %s, %s)'
             % (time.time() - t_build, ','.join('%g' % s for s in args.scales),
                ', flip' if args.flip else '', ', CRF' if args.crf else '', arithmetic,
