@@ -3,9 +3,9 @@ and the check that refuses an image that cannot fit (instead of the kernel's sil
 
 A Predictor segments every image whole (no crop). Its memory beyond the fixed part (import,
 graph, weights: FIXED_BYTES) grows with the pixels: the network's activations with the pixels
-of every scaled input (BYTES_PER_NETWORK_PIXEL), twice with --flip; the full-size logits,
-probabilities and their upsampling with the image's pixels times the classes
-(BYTES_PER_CLASS_PIXEL). Both were measured on the CPU with benchmarks/inference_memory.py
+of every scaled input (BYTES_PER_NETWORK_PIXEL), twice with --flip (measured: the flip adds
+about what the network takes, not the full-size part); the full-size logits, probabilities and
+their upsampling with the image's pixels times the classes (BYTES_PER_CLASS_PIXEL). Both were measured on the CPU with benchmarks/inference_memory.py
 (peak resident memory, docs/evaluation.md); the estimate is for the CPU, whose memory the
 kernel enforces (on a GPU the activations are in the GPU's memory, which TensorFlow reports
 itself).
@@ -45,8 +45,8 @@ def image_bytes(h, w, scales, flip, num_classes, max_side=None):
     """Bytes segmenting one h x w image adds to the fixed part (see the module docstring)."""
     rh, rw = reduced_size(h, w, max_side)
     passes = 2 if flip else 1
-    need = passes * (BYTES_PER_NETWORK_PIXEL * scaled_pixels(rh, rw, scales)
-                     + BYTES_PER_CLASS_PIXEL * num_classes * rh * rw)
+    need = (passes * BYTES_PER_NETWORK_PIXEL * scaled_pixels(rh, rw, scales)
+            + BYTES_PER_CLASS_PIXEL * num_classes * rh * rw)
     if (rh, rw) != (h, w):
         need += LABEL_BYTES_PER_PIXEL * h * w
     return need

@@ -129,8 +129,10 @@ class _StartupWatcher(object):
                 os.close(self.read_fd)
                 return
             code = EXIT_CODES.get(data[0])
-            if code is not None:
+            if code is not None and self.flag.starting:
                 time.sleep(STARTUP_GRACE_S)
+                if not self.flag.starting:   # the loop started meanwhile: it saves and stops
+                    return
                 if self.flag.signal is None:   # the main thread never ran the handler
                     _startup_line(data[0])
                 sys.stdout.flush()
