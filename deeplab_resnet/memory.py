@@ -5,9 +5,9 @@ A Predictor segments every image whole (no crop). Its memory beyond the fixed pa
 graph, weights: FIXED_BYTES) grows with the pixels: the network's activations with the pixels
 of every scaled input (BYTES_PER_NETWORK_PIXEL), twice with --flip (measured: the flip adds
 about what the network takes, not the full-size part); the full-size logits, probabilities and
-their upsampling with the image's pixels times the classes (BYTES_PER_CLASS_PIXEL). Both were measured on the CPU with benchmarks/inference_memory.py
-(peak resident memory, docs/evaluation.md); the estimate is for the CPU, whose memory the
-kernel enforces (on a GPU the activations are in the GPU's memory, which TensorFlow reports
+their upsampling with the image's pixels times the classes (BYTES_PER_CLASS_PIXEL). Both were
+measured on the CPU with benchmarks/inference_memory.py (peak resident memory,
+docs/evaluation.md); the estimate is for the CPU, whose memory the kernel enforces (on a GPU the activations are in the GPU's memory, which TensorFlow reports
 itself).
 
 The way through for a larger image is --max-side N: its longer side is brought to N
