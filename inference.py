@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from deeplab_resnet import cli
+from deeplab_resnet import cli, memory
 from deeplab_resnet.errors import exit_on_input_error
 
 EPILOG = """\
@@ -53,6 +53,7 @@ def get_arguments(argv=None):
                         'or directory')
     cli.add_model_arguments(p, from_record=True)
     cli.add_precision_argument(p)
+    cli.add_max_side_argument(p)
     p.add_argument('--save-dir', default='./output/',
                    help='where the outputs go (default %(default)s)')
     p.add_argument('--data-dir', default='',
@@ -94,6 +95,9 @@ def get_arguments(argv=None):
         args.images.append(args.split_list)
     if not args.images and not args.export_savedmodel:
         p.error('give IMG_PATH(s) and MODEL_WEIGHTS (or --export-savedmodel DIR MODEL_WEIGHTS)')
+    conflict = memory.max_side_conflict(args.max_side, args.crf, args.save_probs)
+    if conflict:
+        p.error(conflict)
     return args
 
 

@@ -29,6 +29,7 @@ from deeplab_resnet.constants import (CAFFE_SCALE_SET, DEFAULT_INIT_CHECKPOINT,
                                       LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS, OPTIMIZERS,
                                       TRAIN_SCALES)
 from deeplab_resnet.errors import exit_on_input_error
+from deeplab_resnet.stopping import StopFlag
 
 
 def get_arguments(argv=None):
@@ -72,6 +73,10 @@ def get_arguments(argv=None):
                         '(default: --dataset\'s, the VOC names for 21 classes, else '
                         'class_<i>)')
     cli.add_palette_argument(p)
+    p.add_argument('--ignore-out-of-range', action='store_true',
+                   help='treat label values outside [0, num_classes) as the ignore label '
+                        'instead of stopping with an error (the first batch holding one '
+                        'stops the run, naming the file)')
     p.add_argument('--force-resume', action='store_true',
                    help='resume from --snapshot-dir even when its snapshot\'s record has '
                         'another class count, data list or input size')
@@ -154,8 +159,9 @@ def get_arguments(argv=None):
 def main(argv=None):
     started = time.time()
     args = get_arguments(argv)
-    from deeplab_resnet import trainer   # TensorFlow loads after the flags are checked
-    return trainer.train(args, started=started)
+    with StopFlag() as stop:   # a signal before the first update: one line, exit at once
+        from deeplab_resnet import trainer   # TensorFlow loads after the flags are checked
+        return trainer.train(args, started=started, stop=stop)
 
 
 if __name__ == '__main__':

@@ -120,6 +120,16 @@ def add_model_arguments(parser, from_record=False):
     add_threads_argument(parser)
 
 
+def add_max_side_argument(parser):
+    """--max-side N (evaluation, inference; memory.py): an image whose longer side exceeds N
+    is segmented brought down to N, its labels brought back to its size."""
+    parser.add_argument('--max-side', type=positive_int, default=None, metavar='N',
+                        help='segment an image whose longer side exceeds N pixels at that '
+                             'side (bilinear), its labels brought back to its size (nearest); '
+                             'for images too large for the memory, which is estimated from '
+                             'the headers before any work (default: every image whole)')
+
+
 def add_precision_argument(parser):
     parser.add_argument('--precision', choices=('float32', 'bfloat16', 'float16'),
                         default='float32',

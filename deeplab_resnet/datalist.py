@@ -49,7 +49,7 @@ def parse_list_collecting(list_path, data_dir='', need_labels=True):
     """
     require_list(list_path)
     examples, problems = [], []
-    with open(list_path, encoding='utf-8', errors='replace') as f:
+    with open(list_path, encoding='utf-8-sig', errors='replace') as f:   # BOM dropped
         for number, raw in enumerate(f, 1):
             line = raw.strip()
             if not line or line.startswith('#'):

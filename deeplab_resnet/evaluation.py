@@ -31,8 +31,8 @@ import json
 import os
 import time
 
-from deeplab_resnet import (cli, datalist, imageio, labels, metrics, precision, provenance,
-                            server_ids)
+from deeplab_resnet import (cli, datalist, imageio, labels, memory, metrics, precision,
+                            provenance, server_ids)
 from deeplab_resnet.constants import TRAIN_SCALES
 from deeplab_resnet.crf import (CRFPool, add_crf_arguments, add_workers_argument,
                                 crf_params_from_args)
@@ -63,6 +63,7 @@ def build_parser(description=None, crf=False):
     cli.add_model_arguments(p, from_record=True)
     cli.add_precision_argument(p)
     cli.add_deterministic_argument(p)
+    cli.add_max_side_argument(p)
     p.add_argument('--num-steps', type=cli.positive_int, default=None,
                    help='evaluate only the first N images of the list (default: all)')
     p.add_argument('--restore-from', default=DEFAULT_CHECKPOINT,
@@ -111,7 +112,12 @@ def build_parser(description=None, crf=False):
 
 
 def parse_arguments(argv=None, description=None, crf=False):
-    return cli.parse_with_dataset(build_parser(description, crf), argv, DEFAULT_SPLITS)
+    p = build_parser(description, crf)
+    args = cli.parse_with_dataset(p, argv, DEFAULT_SPLITS)
+    conflict = memory.max_side_conflict(args.max_side, args.crf, False)
+    if conflict:
+        p.error(conflict)
+    return args
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -187,6 +193,8 @@ def prepare(args, warn=warn_line):
     check_outputs(args, examples)
     restored = restore_settings(args.restore_from, args.num_classes, args.img_mean,
                                 args.class_names, **cli.dataset_settings(args))
+    memory.check_fits([(ex.image,) + labels.image_size(ex.image) for ex in examples],
+                      args.scales, args.flip, restored.settings['num_classes'], args.max_side)
     scan_labels(examples, restored.settings['num_classes'], args.ignore_label,
                 check_values=not args.ignore_out_of_range)
     for message in restored.warnings:
@@ -272,7 +280,7 @@ def run_network(args, prepared, log=print, warn=warn_line):
     arithmetic = precision.choose(args.precision, warn)
     predictor = Predictor(prepared.restored.prefix, num_classes, tuple(args.scales),
                           args.flip, settings['img_mean'], args.threads, arithmetic,
-                          found_in=prepared.restored.found_in)
+                          found_in=prepared.restored.found_in, max_side=args.max_side)
     restored = followed(prepared.restored, predictor.prefix)
     log(summary_line(restored, _run_text(args, len(examples), prepared.total,
                                                   arithmetic)))

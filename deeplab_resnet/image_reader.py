@@ -3,12 +3,17 @@ and [N, H, W, 1] uint8 labels.
 
 Decoding goes through PIL (in `tf.numpy_function`, parallel) because a palette PNG must be read
 as its indices, which TensorFlow's PNG decoder cannot do; augmentation is TensorFlow ops.
-Every listed file is checked to exist before the dataset is built.
+Every listed file is checked to exist before the dataset is built. Training can check every
+label mask as it is decoded (`num_classes`): a value that is neither a class nor the ignore
+label stops the run at the batch that holds it, naming the file, with no scan of the whole list
+before the first step (evaluation checks its masks up front, labels.py).
 """
+import functools
+
 import numpy as np
 import tensorflow as tf
 
-from deeplab_resnet import datalist, imageio
+from deeplab_resnet import datalist, imageio, labels
 from deeplab_resnet.constants import IGNORE_LABEL, IMG_MEAN_BGR, SCALE_RANGE
 from deeplab_resnet.errors import InputError
 
@@ -27,9 +32,18 @@ def input_error_from_op_error(err):
     return None
 
 
-def _decode_pair(image_path, label_path):
+def out_of_range_in_mask(mask, num_classes, ignore_label):
+    """Sorted values of a [H, W] uint8 mask that are neither classes 0..C-1 nor the ignore
+    label (a histogram of the 256 values: no sort of the pixels)."""
+    counts = np.bincount(mask.ravel(), minlength=256)
+    return [v for v in np.flatnonzero(counts).tolist() if v >= num_classes and v != ignore_label]
+
+
+def _decode_pair(image_path, label_path, num_classes=None, ignore_label=IGNORE_LABEL):
     """PIL decode (runs in tf.numpy_function). Returns RGB uint8 [H, W, 3], labels uint8
-    [H, W, 1] (zeros [H, W, 1] for an unlabelled image, flagged by label_path == b'')."""
+    [H, W, 1] (zeros [H, W, 1] for an unlabelled image, flagged by label_path == b'').
+    num_classes: when set, a label value outside 0..C-1 that is not the ignore label is an
+    InputError naming the mask (labels.bad_values_message)."""
     image_path = image_path.decode('utf-8')
     label_path = label_path.decode('utf-8')
     try:
@@ -40,6 +54,11 @@ def _decode_pair(image_path, label_path):
                 raise InputError('%s: label size %dx%d differs from image %s (%dx%d)' % (
                     label_path, label.shape[0], label.shape[1], image_path,
                     image.shape[0], image.shape[1]))
+            if num_classes:
+                bad = out_of_range_in_mask(label, num_classes, ignore_label)
+                if bad:
+                    raise InputError(labels.bad_values_message(label_path, bad, num_classes,
+                                                               ignore_label))
         else:
             label = np.zeros(image.shape[:2], np.uint8)
     except InputError as e:
@@ -47,9 +66,12 @@ def _decode_pair(image_path, label_path):
     return image, label[:, :, None]
 
 
-def decode_example(image_path, label_path):
-    """tf strings -> (image [H, W, 3] uint8 RGB, label [H, W, 1] uint8)."""
-    image, label = tf.numpy_function(_decode_pair, [image_path, label_path],
+def decode_example(image_path, label_path, num_classes=None, ignore_label=IGNORE_LABEL):
+    """tf strings -> (image [H, W, 3] uint8 RGB, label [H, W, 1] uint8); with num_classes,
+    an out-of-range label value fails the pipeline (an InputError at Session.run, see
+    input_error_from_op_error) at the example that holds it."""
+    decode = functools.partial(_decode_pair, num_classes=num_classes, ignore_label=ignore_label)
+    image, label = tf.numpy_function(decode, [image_path, label_path],
                                      [tf.uint8, tf.uint8], stateful=False)
     image.set_shape([None, None, 3])
     label.set_shape([None, None, 1])
@@ -139,6 +161,9 @@ class ImageReader(object):
       seed: the run's seed: the training sequence (order and augmentation) is a function of
         it alone (default DEFAULT_SEED), the same for any thread count and on resume.
       need_labels: refuse lines without a label path.
+      num_classes: training: stop at the first decoded mask holding a value that is neither
+        a class 0..C-1 nor ignore_label (None: no check, e.g. --ignore-out-of-range; the loss
+        then ignores such pixels).
       num_parallel_calls: decoding parallelism (tf.data.AUTOTUNE by default).
     All listed files are checked to exist on construction (InputError otherwise).
     """
@@ -148,8 +173,10 @@ class ImageReader(object):
     def __init__(self, data_dir, data_list, input_size, random_scale=False,
                  random_mirror=False, ignore_label=IGNORE_LABEL, img_mean=IMG_MEAN_BGR,
                  shuffle=None, scale_set=None, seed=None, need_labels=True,
-                 num_parallel_calls=None):
+                 num_parallel_calls=None, num_classes=None):
         self.examples = datalist.load_examples(data_list, data_dir, need_labels)
+        if input_size is not None:   # training: a bad file found now, not at its first step
+            imageio.check_headers(self.examples, data_list)
         self.data_list = data_list
         self.input_size = input_size
         self.random_scale = random_scale
@@ -160,6 +187,7 @@ class ImageReader(object):
         self.scale_set = scale_set
         self.seed = self.DEFAULT_SEED if seed is None else int(seed)
         self.num_parallel_calls = num_parallel_calls or tf.data.AUTOTUNE
+        self.num_classes = num_classes
 
     def __len__(self):
         return len(self.examples)
@@ -208,7 +236,8 @@ class ImageReader(object):
             return image_paths[index], label_paths[index], position
 
         def decode(image_path, label_path, position):
-            return decode_example(image_path, label_path) + (position,)
+            return decode_example(image_path, label_path, self.num_classes,
+                                  self.ignore_label) + (position,)
 
         ds = tf.data.Dataset.range(int(start), np.iinfo(np.int64).max).map(locate)
         ds = ds.map(decode, num_parallel_calls=self.num_parallel_calls, deterministic=True)

@@ -3,16 +3,21 @@
 Masks are single-channel index PNGs. A palette ('P' mode) PNG, the format of VOC's own
 SegmentationClass, is read as its palette indices, never as luminance; an RGB colour mask is
 refused with a message that says how to convert it.
+
+Orientation: training and evaluation read the stored pixels (the labels follow them);
+inference reads an image as viewers display it, its EXIF orientation applied
+(`read_image(path, exif_orientation=True)`).
 """
 import os
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from deeplab_resnet.colormap import voc_palette_flat
 from deeplab_resnet.errors import InputError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
+EXIF_ORIENTATION_TAG = 0x0112   # 1: as stored; 2-8: mirrored and / or rotated when displayed
 
 RGB_MASK_HINT = ('it is an RGB colour mask, not an index mask; convert it with '
                  '`python -m dataset.tools rgb2index`')
@@ -29,9 +34,48 @@ def _open(path, what):
     return img
 
 
-def read_image(path):
-    """Image file -> [H, W, 3] uint8 RGB (greyscale and palette images become 3 channels)."""
+def check_headers(examples, list_path):
+    """Opens every listed image and label without decoding it (PIL reads the header only,
+    ~0.1 ms a file): a 0-byte file or one that is not an image is found before any work
+    starts. A file cut inside its pixel data still opens; the reader names it when it gets
+    there.
+
+    Args: examples: datalist.Example list; list_path: the list, for the message.
+    Raises: InputError naming the first bad file and its list line.
+    """
+    for ex in examples:
+        for path, what in ((ex.image, 'image'), (ex.label, 'label')):
+            if path is None:
+                continue
+            try:
+                size = os.path.getsize(path)
+                if size == 0:
+                    raise InputError('%s: %s file is empty (0 bytes; %s line %d)'
+                                     % (path, what, list_path, ex.line))
+                with Image.open(path):
+                    pass
+            except InputError:
+                raise
+            except Exception as e:   # PIL raises many types for corrupt files
+                raise InputError('%s: cannot read %s header (%s; %s line %d)'
+                                 % (path, what, e.__class__.__name__, list_path, ex.line))
+
+
+def orientation_of(img):
+    """The EXIF orientation of an opened PIL image: 1 (as stored, also without EXIF) to 8."""
+    try:
+        return int(img.getexif().get(EXIF_ORIENTATION_TAG, 1)) or 1
+    except Exception:   # a broken EXIF block: the stored pixels
+        return 1
+
+
+def read_image(path, exif_orientation=False):
+    """Image file -> [H, W, 3] uint8 RGB (greyscale and palette images become 3 channels).
+    exif_orientation: as displayed (the EXIF orientation applied; inference), else as stored
+    (training, evaluation: the labels follow the stored pixels)."""
     img = _open(path, 'image')
+    if exif_orientation and orientation_of(img) != 1:
+        img = ImageOps.exif_transpose(img)
     if img.mode != 'RGB':
         img = img.convert('RGB')
     return np.asarray(img, dtype=np.uint8)

@@ -16,6 +16,9 @@ and with --save-server-ids DIR, <stem>.png in DIR: the test server's ids (server
   <stem>_overlay.jpg   --overlay: the mask blended over the image (OVERLAY_ALPHA)
   <stem>_probs.npy     --save-probs: float16 probabilities [H, W, C] (after the CRF with --crf)
 
+Every input is read as viewers display it: its EXIF orientation (a phone photo's) is applied,
+said once in a line, and every output is written in that displayed orientation.
+
 An image that cannot be read is reported (one line naming it) and skipped; run() then
 returns 1. Fatal problems (a missing input or checkpoint, another class count) raise
 InputError before any image is processed.
@@ -28,7 +31,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from deeplab_resnet import cli, datalist, imageio, precision, server_ids
+from deeplab_resnet import cli, datalist, imageio, labels, memory, precision, server_ids
 from deeplab_resnet.colormap import colourise
 from deeplab_resnet.errors import InputError
 from deeplab_resnet.settings import restore_settings, summary_line
@@ -67,6 +70,18 @@ def collect_images(paths, data_dir=''):
         else:
             raise InputError('%s: image not found' % path)
     return images
+
+
+def header_sizes(images):
+    """(path, h, w) of the images whose header can be read (the others are reported when
+    their turn comes)."""
+    sized = []
+    for path in images:
+        try:
+            sized.append((path,) + tuple(labels.image_size(path)))
+        except InputError:
+            pass
+    return sized
 
 
 def output_stem(path):
@@ -169,6 +184,8 @@ def run(args, start=None, out=None, err=None):
     if restored.settings['num_classes'] > MAX_CLASSES_IN_PNG:
         raise InputError('%d classes: masks and label PNGs hold at most %d'
                          % (restored.settings['num_classes'], MAX_CLASSES_IN_PNG))
+    memory.check_fits(header_sizes(images), args.scales, args.flip,
+                      restored.settings['num_classes'], getattr(args, 'max_side', None))
     for message in restored.warnings:
         warn(message)
     log(summary_line(restored))
@@ -200,13 +217,32 @@ def _export(restored, args, log):
 
 
 def read_image(path):
-    """imageio.read_image, with any failure as an InputError naming the file."""
+    """imageio.read_image as displayed (EXIF orientation applied), with any failure as an
+    InputError naming the file."""
     try:
-        return imageio.read_image(path)
+        return imageio.read_image(path, exif_orientation=True)
     except InputError:
         raise
     except Exception as e:   # PIL conversions can raise other types
         raise InputError('%s: cannot read image (%s: %s)' % (path, e.__class__.__name__, e))
+
+
+class DisplayedImages(object):
+    """read(path) -> read_image(path); logs one line the first time an image's EXIF
+    orientation turns it, and counts them (`rotated`)."""
+
+    def __init__(self, log):
+        self.log, self.rotated = log, 0
+
+    def __call__(self, path):
+        with contextlib.suppress(Exception), Image.open(path) as img:
+            orientation = imageio.orientation_of(img)
+            if orientation != 1:
+                if not self.rotated:
+                    self.log('%s: EXIF orientation %d applied; every input is segmented and '
+                             'written as viewers display it' % (path, orientation))
+                self.rotated += 1
+        return read_image(path)
 
 
 def _saved(prediction, args):
@@ -242,8 +278,8 @@ def _segment(images, restored, args, start, log, err):
     arithmetic = precision.choose(args.precision, _printer(err, 'warning: '))
     with Predictor(restored.prefix, settings['num_classes'], scales=tuple(args.scales),
                    flip=args.flip, img_mean=settings['img_mean'], threads=args.threads,
-                   precision=arithmetic, found_in=restored.found_in) as predictor, \
-            pool as crf_pool:
+                   precision=arithmetic, found_in=restored.found_in,
+                   max_side=getattr(args, 'max_side', None)) as predictor, pool as crf_pool:
         log('graph built and weights restored in %.1f s (scales %s%s%s, %s, %s)'
             % (time.time() - t_build, ','.join('%g' % s for s in args.scales),
                ', flip' if args.flip else '', ', CRF' if args.crf else '', arithmetic,
@@ -251,7 +287,7 @@ def _segment(images, restored, args, start, log, err):
         t_loop = time.time()
         if progress:
             progress.start = t_loop
-        results = predictions(predictor, images, read_image, crf_pool,
+        results = predictions(predictor, images, DisplayedImages(log), crf_pool,
                               want_probs=args.save_probs and not args.crf, on_error=fail,
                               errors=(InputError, tf.errors.OpError))
         written, t_first = _write_all(results, settings, args, start, log, progress)

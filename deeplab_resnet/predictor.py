@@ -7,8 +7,9 @@ import collections
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
-from deeplab_resnet import checkpoints, model, msc, snapshot_folder
+from deeplab_resnet import checkpoints, memory, model, msc, snapshot_folder
 from deeplab_resnet.constants import IMG_MEAN_BGR
 from deeplab_resnet.errors import InputError, warn as warn_line
 from deeplab_resnet.image_reader import preprocess_image
@@ -56,13 +57,17 @@ class Predictor(object):
       threads: intra-op CPU threads (0: TensorFlow's default).
       precision: 'float32', 'bfloat16' or 'float16' (msc.multi_scale_logits; the caller checks
         that the hardware suits it, precision.choose).
+      max_side: an image whose longer side exceeds it is segmented brought down to it
+        (bilinear) and its labels brought back to its size (nearest); no probabilities then.
     Call predict(rgb) with [H, W, 3] uint8 RGB: returns (labels [H, W] int32,
     probs [H, W, C] float32 or None unless want_probs).
     """
 
     def __init__(self, checkpoint, num_classes, scales=(1.0,), flip=False,
-                 img_mean=IMG_MEAN_BGR, threads=0, precision='float32', found_in=None):
+                 img_mean=IMG_MEAN_BGR, threads=0, precision='float32', found_in=None,
+                 max_side=None):
         self.prefix = checkpoints.resolve_checkpoint(checkpoint)
+        self.max_side = max_side
         self.num_classes = num_classes
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -76,8 +81,17 @@ class Predictor(object):
         self.graph.finalize()
 
     def predict(self, rgb, want_probs=False):
+        rgb = np.asarray(rgb, np.uint8)
+        h, w = rgb.shape[:2]
+        small = memory.reduced_size(h, w, self.max_side)
+        if small != (h, w):
+            if want_probs:
+                raise ValueError(memory.max_side_conflict(self.max_side, True, True))
+            reduced = np.asarray(Image.fromarray(rgb).resize(small[::-1], Image.BILINEAR))
+            labels = self.sess.run(self.labels, {self.rgb: reduced})
+            return memory.nearest_upsample(labels, h, w), None
         fetch = [self.labels, self.probs] if want_probs else [self.labels]
-        out = self.sess.run(fetch, {self.rgb: np.asarray(rgb, np.uint8)})
+        out = self.sess.run(fetch, {self.rgb: rgb})
         return out[0], (out[1] if want_probs else None)
 
     def close(self):

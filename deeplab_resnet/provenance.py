@@ -100,7 +100,7 @@ def listed_images(list_path):
     """The image paths of a list file as written in it (first field of every line that
     datalist.parse_list reads). Raises InputError when the list cannot be read."""
     try:
-        with open(list_path, encoding='utf-8', errors='replace') as f:
+        with open(list_path, encoding='utf-8-sig', errors='replace') as f:   # BOM dropped
             lines = [raw.strip() for raw in f]
     except OSError as e:
         raise InputError('%s: cannot read the list (%s)' % (list_path, e.__class__.__name__))

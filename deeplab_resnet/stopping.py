@@ -7,6 +7,14 @@ thread (Runner) and waits for it in short slices, so that a signal is seen at on
 decides what to do with it (finish the current micro-batch, save, exit). A run that does not
 finish within STALL_S of the signal (a collective waiting for a peer that is gone) is given
 up: Runner.run raises Stalled, and the process must exit without touching the session.
+
+Before the loop runs (imports, graph building, session, initialisation: 30-60 s on two cores)
+nothing is trained, so there is nothing to save: a StopFlag starts in start-up mode, where the
+signal prints one line and raises SystemExit(130 / 143) in the main thread (`finally` blocks
+run). Should the main thread not get there within STARTUP_GRACE_S (blocked in TensorFlow's C++,
+or a session close waiting for a run), a watcher thread woken by the signal itself
+(signal.set_wakeup_fd) ends the process with the same status. `running()` switches to the
+save-and-stop behaviour once the loop starts.
 """
 import os
 import signal
@@ -17,13 +25,18 @@ import time
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 STALL_S = 15.0
 POLL_S = 0.25
+STARTUP_GRACE_S = 5.0
+SIGNAL_NAMES = {signal.SIGINT: 'Ctrl-C', signal.SIGTERM: 'SIGTERM'}
 
 
 class StopFlag(object):
-    """Ctrl-C / SIGTERM ask the loop to stop at the next safe point; a second signal exits at
-    once (its exit status, nothing saved). Use as a context manager (restores the handlers).
+    """Ctrl-C / SIGTERM during start-up exit at once (one line, 130 / 143, nothing to save);
+    once `running()` was called they ask the loop to stop at the next safe point, and a second
+    signal exits at once (its exit status, nothing saved). Use as a context manager in the
+    main thread (restores the handlers).
 
-    Attributes: signal (the first signal number or None), since (time.time() of it).
+    Attributes: signal (the first signal number or None), since (time.time() of it),
+      starting (True until `running()`).
     """
 
     def __init__(self, message='stop requested: finishing the current micro-batch, then saving '
@@ -31,7 +44,9 @@ class StopFlag(object):
         self.signal = None
         self.since = None
         self.message = message
+        self.starting = True
         self._previous = {}
+        self._watcher = None
 
     @property
     def exit_code(self):
@@ -40,9 +55,21 @@ class StopFlag(object):
     def __enter__(self):
         for sig in EXIT_CODES:
             self._previous[sig] = signal.signal(sig, self._handle)
+        self._watcher = _StartupWatcher.start(self)
         return self
 
+    def running(self):
+        """The loop starts: from now on a signal asks it to save and stop."""
+        self.starting = False
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+
     def _handle(self, signum, _frame):
+        if self.starting:
+            self.signal, self.since = signum, time.time()
+            _startup_line(signum)
+            raise SystemExit(self.exit_code)
         if self.signal is not None:
             print('\nsecond signal: exiting at once', file=sys.stderr)
             sys.stderr.flush()
@@ -55,6 +82,66 @@ class StopFlag(object):
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if self._watcher is not None and self.signal is None:   # else it sees the exit done
+            self._watcher.stop()
+            self._watcher = None
+
+
+def _startup_line(signum):
+    print('\n%s during start-up: nothing trained yet, nothing to save; exiting'
+          % SIGNAL_NAMES.get(signum, signal.Signals(signum).name), file=sys.stderr)
+    sys.stderr.flush()
+
+
+class _StartupWatcher(object):
+    """A daemon thread woken through signal.set_wakeup_fd by SIGINT / SIGTERM (written by the
+    C-level handler, so also while the main thread is blocked in C++): it gives the main
+    thread STARTUP_GRACE_S to exit, then ends the process with the signal's exit status."""
+
+    @classmethod
+    def start(cls, flag):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        try:
+            previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        except ValueError:
+            os.close(read_fd)
+            os.close(write_fd)
+            return None
+        return cls(flag, read_fd, write_fd, previous)
+
+    def __init__(self, flag, read_fd, write_fd, previous):
+        self.flag, self.read_fd, self.write_fd = flag, read_fd, write_fd
+        self.previous = previous
+        self.thread = threading.Thread(target=self._watch, name='startup-signal-watcher',
+                                       daemon=True)
+        self.thread.start()
+
+    def _watch(self):
+        while True:
+            try:
+                data = os.read(self.read_fd, 1)
+            except OSError:
+                return
+            if not data:   # stop(): the write end is closed
+                os.close(self.read_fd)
+                return
+            code = EXIT_CODES.get(data[0])
+            if code is not None and self.flag.starting:
+                time.sleep(STARTUP_GRACE_S)
+                if not self.flag.starting:   # the loop started meanwhile: it saves and stops
+                    return
+                if self.flag.signal is None:   # the main thread never ran the handler
+                    _startup_line(data[0])
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+
+    def stop(self):
+        signal.set_wakeup_fd(self.previous)
+        os.close(self.write_fd)
 
 
 class Stalled(Exception):

@@ -67,7 +67,8 @@ def build_graph(args, facts, hparams):
     cluster = facts.cluster
     reader = ImageReader(args.data_dir, args.data_list, args.input_size, args.random_scale,
                          args.random_mirror, args.ignore_label, args.img_mean,
-                         scale_set=args.scale_set, seed=args.random_seed)
+                         scale_set=args.scale_set, seed=args.random_seed,
+                         num_classes=None if args.ignore_out_of_range else args.num_classes)
     strategy = cluster.strategy
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
@@ -228,14 +229,15 @@ def prepare(args, cluster, warn=warn_line, started=None):
                     time.time() if started is None else started, palette, server_ids)
 
 
-def train(args, log=print, warn=warn_line, started=None):
+def train(args, log=print, warn=warn_line, started=None, stop=None):
     """Runs training to args.num_steps; returns the process exit code (0; 3 diverged; 4 a
     worker lost; 130 / 143 stopped by Ctrl-C / SIGTERM). started: when the command started
-    (time.time()), for the start-up time logged after the first update."""
+    (time.time()), for the start-up time logged after the first update. stop: the caller's
+    entered stopping.StopFlag (train_msc.py's, which also covers the imports), else one here."""
     chief = distribute.is_chief(distribute.read_tf_config())
     # The lease (one run per folder) also checks that the folder can be written, at once.
     with runlock.acquire(args.snapshot_dir, chief), tf.Graph().as_default(), \
-            StopFlag() as stop:
+            (contextlib.nullcontext(stop) if stop else StopFlag()) as stop:
         tf1.set_random_seed(args.random_seed)
         np.random.seed(args.random_seed)
         if args.deterministic:
@@ -400,6 +402,7 @@ class Loop(object):
 
     def run_updates(self):
         args, logged = self.args, {}
+        self.stop.running()   # start-up is over: a signal now saves and stops
         while self.step < args.num_steps:
             if self.stop.signal is not None:
                 return self.stopped()

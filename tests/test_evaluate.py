@@ -391,3 +391,22 @@ def test_missing_listed_file_via_cli(env, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: ' + data_list), proc.stderr
     assert 'line 2' in lines[0] and 'none.png' in lines[0]
+
+
+def test_huge_image_refused_before_any_work(env, tmp_path, capsys, monkeypatch):
+    """A 9000x9000 image (one colour: a PNG of ~100 KB) with 8 GB available: one line naming
+    it, what it needs and the --max-side that fits, exit 2, before the network is built (the
+    estimate itself is checked by hand in test_memory.py)."""
+    from test_memory import one_colour_png
+    from deeplab_resnet import memory
+    one_colour_png(str(tmp_path / 'huge.png'), 9000, 9000)
+    one_colour_png(str(tmp_path / 'huge_label.png'), 9000, 9000, rgb=(1,))
+    data_list = write_list(tmp_path, ['huge.png huge_label.png'])
+    monkeypatch.setattr(memory, 'available_bytes', lambda: 8 * 2 ** 30)
+    line = expect_error(capsys, evaluate_msc.main,
+                        ['--data-dir', str(tmp_path), '--data-list', data_list,
+                         '--restore-from', env['prefix'], '--scales', '1.0,0.75,0.5'],
+                        str(tmp_path / 'huge.png'))
+    need = memory.needed_bytes(9000, 9000, (1.0, 0.75, 0.5), False, NUM_CLASSES)
+    assert ('a 9000x9000 image needs about %.1f GB to segment (scales 1,0.75,0.5), 8.0 GB is '
+            'available: pass --max-side ' % (need / 2 ** 30)) in line, line

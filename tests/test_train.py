@@ -1,9 +1,12 @@
 """train_msc.py: accumulation, learning, summaries, snapshots / resume, bad input."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -276,3 +279,68 @@ def test_from_scratch_recipe_adam_bn_params_zero_residual(data, tmp_path, capsys
         train_msc.get_arguments(['--zero-init-residual'])
     assert info.value.code == 2
     assert '--zero-init-residual needs --train-bn-params' in capsys.readouterr().err
+
+
+# A wrapper around train_msc.main that prints a marker at a chosen moment of the start-up:
+# while `import tensorflow` starts (an audit hook), or when the training graph is being built.
+MARKED_START = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    moment = sys.argv[2]
+    marked = []
+
+    def hook(event, args):
+        if moment == 'imports' and event == 'import' and args[0] == 'tensorflow' and not marked:
+            marked.append(1)
+            print('MARK: importing tensorflow', flush=True)
+
+    sys.addaudithook(hook)
+    import train_msc
+    if moment == 'graph':
+        from deeplab_resnet import trainer
+        real = trainer.build_train_step
+
+        def build_train_step(*args, **kwargs):
+            print('MARK: building the graph', flush=True)
+            return real(*args, **kwargs)
+        trainer.build_train_step = build_train_step
+    sys.exit(train_msc.main(sys.argv[3:]))
+''')
+
+
+@pytest.mark.parametrize('moment, sig, code, name', [
+    ('imports', signal.SIGINT, 130, 'Ctrl-C'), ('graph', signal.SIGTERM, 143, 'SIGTERM')])
+def test_signal_during_start_up_exits_at_once(data, tmp_path, moment, sig, code, name):
+    """Ctrl-C while TensorFlow is imported, SIGTERM while the ResNet graph is built: exit
+    within seconds with 130 / 143 and one line (no KeyboardInterrupt traceback), nothing
+    written to the snapshot folder (nothing was trained)."""
+    snap = tmp_path / 'snap'
+    proc = subprocess.Popen(
+        [sys.executable, '-c', MARKED_START, ROOT, moment] + base_args(data, snap),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    read_until(proc, 'MARK: ')
+    t0 = time.time()
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    seconds = time.time() - t0
+    print('%s during %s to exit: %.1f s' % (name, moment, seconds))
+    assert proc.returncode == code, out
+    assert seconds < 30, out
+    assert [l for l in out.splitlines() if l.strip()] == [
+        '%s during start-up: nothing trained yet, nothing to save; exiting' % name], out
+    assert not snap.exists() or not [n for n in os.listdir(str(snap)) if 'ckpt' in n]
+
+
+def test_labels_outside_the_classes_stop_training(data, tmp_path, capsys):
+    """--num-classes 2 on masks holding class 2: the first batch stops the run with one line
+    naming a mask (exit 2), nothing saved; the flag that lets it through is the evaluation's."""
+    root, lst = data
+    code, err = _error_line(capsys, base_args(data, tmp_path / 's', '--num-classes', '2',
+                                              '--scales', '1', '--num-steps', '1'))
+    assert code == 2 and len(err) == 1, err
+    assert re.match(r'error: %s/labels/img\d{3}\.png: label values 2 are neither classes '
+                    r'0\.\.1 nor the ignore label 255 \(pass --ignore-out-of-range'
+                    % re.escape(root), err[0]), err
+    assert checkpoints.latest_in_dir(str(tmp_path / 's')) is None
+    assert train_msc.get_arguments(['--ignore-out-of-range']).ignore_out_of_range
