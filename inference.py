@@ -60,15 +60,7 @@ def get_arguments(argv=None):
                    help='directory the paths of a list file are relative to')
     cli.add_dataset_arguments(p, 'with --dataset: also segment the images of this split\'s '
                                  'list (e.g. test)')
-    p.add_argument('--class-names', default=None, metavar='FILE',
-                   help='class names, one per line (default: --dataset\'s, the provenance '
-                        'record\'s, the VOC names for 21 classes, else class_<i>)')
-    cli.add_palette_argument(p)
-    p.add_argument('--save-server-ids', default=None, metavar='DIR',
-                   help='also write <stem>.png into DIR, a folder of its own: single-channel, '
-                        'the test server\'s id of each pixel\'s class (the server_ids of '
-                        '--dataset or of the checkpoint\'s record, e.g. Cityscapes labelIds; '
-                        'without them the class indices)')
+    cli.add_record_class_arguments(p)
     p.add_argument('--save-labels', action='store_true',
                    help='also write <stem>.png, a palette PNG of the class indices')
     p.add_argument('--overlay', action='store_true',

@@ -167,6 +167,22 @@ def add_palette_argument(parser):
     parser.add_argument('--palette', default=None, metavar='FILE', help=PALETTE_HELP)
 
 
+def add_record_class_arguments(parser):
+    """--class-names FILE, --palette FILE and --save-server-ids DIR of the scripts that restore
+    a checkpoint (evaluation, inference): names and colours default to --dataset's, then the
+    checkpoint's provenance record's."""
+    parser.add_argument('--class-names', default=None, metavar='FILE',
+                        help='class names, one per line (default: --dataset\'s, the provenance '
+                             'record\'s, the VOC names for 21 classes, else class_<i>)')
+    add_palette_argument(parser)
+    parser.add_argument('--save-server-ids', default=None, metavar='DIR',
+                        help='also write each prediction as <stem>.png into DIR, a folder of '
+                             'its own: single-channel, the test server\'s id of each pixel\'s '
+                             'class (the server_ids of --dataset or of the checkpoint\'s '
+                             'record, e.g. Cityscapes labelIds; without them the class '
+                             'indices)')
+
+
 def _pre_parse(argv):
     """--dataset, --split, --data-list and --help from argv, everything else left alone."""
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)

@@ -88,15 +88,7 @@ def build_parser(description=None, crf=False):
                         '(per-class IoU%s) and per_class.csv in DIR (docs/evaluation.md)'
                         % ((', after the CRF', ', before and after the CRF') if crf
                            else ('', '')))
-    p.add_argument('--class-names', default=None, metavar='FILE',
-                   help='class names, one per line (default: --dataset\'s, the provenance '
-                        'record\'s, the VOC names for 21 classes, else class_<i>)')
-    cli.add_palette_argument(p)
-    p.add_argument('--save-server-ids', default=None, metavar='DIR',
-                   help='also write each prediction as <stem>.png into DIR, a folder of its '
-                        'own: single-channel, the test server\'s ids (the server_ids of '
-                        '--dataset or of the checkpoint\'s record, e.g. Cityscapes labelIds; '
-                        'without them the class indices)')
+    cli.add_record_class_arguments(p)
     p.add_argument('--ignore-out-of-range', action='store_true',
                    help='treat label values outside [0, num_classes) as the ignore label '
                         'instead of stopping with an error')
