@@ -329,12 +329,13 @@ def case_pipeline(spec):
     reference, ...) so that both see the same machine load. Each run fetches
     spec['pipeline_images'] examples, batch 1. Reports images/s (wall), per CPU, and the
     process's CPU milliseconds per image (all its threads: less sensitive to other jobs)."""
+    per_run, cpus = spec['pipeline_images'], spec['threads'] or None
+    previous = pin_to_cpus(cpus) if cpus else None   # before TensorFlow sizes its pools
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else cpus
     import tensorflow as tf
     from benchmarks import pipeline_reference
     from deeplab_resnet.image_reader import ImageReader
     tf1 = tf.compat.v1
-    per_run, cpus = spec['pipeline_images'], spec['threads'] or None
-    previous = pin_to_cpus(cpus) if cpus else None
     try:
         with tempfile.TemporaryDirectory() as tmp:
             list_path = write_dataset(tmp, 16, spec['image'])
@@ -370,7 +371,7 @@ def case_pipeline(spec):
             os.sched_setaffinity(0, previous)
     result = dict(unit='img/s', images_per_run=per_run, load_average_case=[load_start,
                                                                           load_average()],
-                  cpus=cpus or os.cpu_count(), first_run_s=first)
+                  cpus=cpus or os.cpu_count(), first_run_s=first)   # the CPUs it had
     for name, (walls, cpu_times) in timings.items():
         med = statistics.median(walls)
         prefix = '' if name == 'current' else 'reference_'
