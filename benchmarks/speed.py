@@ -3,7 +3,7 @@
 
     python benchmarks/speed.py [--sizes 321x321,513x513,375x500] [--scales 1.0|1.0,0.75,0.5]
         [--mode infer|train|pipeline|crf|all] [--threads N] [--json OUT] [--quick]
-        [--pipeline-threads 1,2] [--pipeline-images 40]
+        [--pipeline-threads 1,2] [--pipeline-images 80]
         [--grappler] [--precision float32,bfloat16,amp] [--unfolded-bn] [--plain-session]
         [--repeats 7]
 
@@ -55,6 +55,7 @@ TRAIN_SCALES = (1.0, 0.75, 0.5)   # constants.TRAIN_SCALES (not imported: no TF 
 TRAIN_SIZE = (321, 321)
 PIPELINE_IMAGE = (375, 500)   # H, W (a VOC landscape image)
 CRF_IMAGE = (375, 500)
+PIPELINE_SETTLE = 8   # examples of each pipeline run not timed (threads start, buffers fill)
 GEMM_N = 2048
 # The training case's base learning rate: an update does the same arithmetic at any rate, and
 # random labels on random weights at the recipe's 2.5e-4 (x10 / x20 for the classifier) drive
@@ -328,7 +329,9 @@ def case_pipeline(spec):
     the process pinned to spec['threads'] CPUs; their timed runs alternate (reference, current,
     reference, ...) so that both see the same machine load. Each run fetches
     spec['pipeline_images'] examples, batch 1. Reports images/s (wall), per CPU, and the
-    process's CPU milliseconds per image (all its threads: less sensitive to other jobs)."""
+    process's CPU milliseconds per image (all its threads: less sensitive to other jobs).
+    Each run starts its pipeline afresh and times the examples after the first
+    PIPELINE_SETTLE."""
     per_run, cpus = spec['pipeline_images'], spec['threads'] or None
     previous = pin_to_cpus(cpus) if cpus else None   # before TensorFlow sizes its pools
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else cpus
@@ -349,22 +352,34 @@ def case_pipeline(spec):
             sessions = {}
             for name, build in builders.items():
                 with tf.Graph().as_default() as g:
-                    fetch = tf1.data.make_one_shot_iterator(build()).get_next()
-                sessions[name] = (tf1.Session(graph=g, config=session_config(spec)), fetch)
+                    ds = build()
+                    iterator = tf1.data.Iterator.from_structure(
+                        tf1.data.get_output_types(ds), tf1.data.get_output_shapes(ds))
+                    # Starting the pipeline anew for each run, and replacing it by an empty
+                    # one after, keeps the pipeline not being timed from working ahead.
+                    start_stop = (iterator.make_initializer(ds),
+                                  iterator.make_initializer(ds.take(0)))
+                    fetch = iterator.get_next()
+                sessions[name] = (tf1.Session(graph=g, config=session_config(spec)), fetch,
+                                  start_stop)
             timings = dict((name, ([], [])) for name in sessions)
             load_start, first = load_average(), None
             for i in range(spec['warmup'] + spec['repeats']):
-                for name, (sess, fetch) in sessions.items():
+                for name, (sess, fetch, (start, stop)) in sessions.items():
+                    sess.run(start)
+                    for _ in range(PIPELINE_SETTLE):
+                        sess.run(fetch)
                     wall, cpu = time.perf_counter(), time.process_time()
                     for _ in range(per_run):
                         sess.run(fetch)
                     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    sess.run(stop)
                     if first is None and name == 'current':
                         first = wall
                     if i >= spec['warmup']:
                         timings[name][0].append(wall)
                         timings[name][1].append(cpu)
-            for sess, _ in sessions.values():
+            for sess, _, _ in sessions.values():
                 sess.close()
     finally:
         if previous:
@@ -655,7 +670,7 @@ def main(argv=None):
     p.add_argument('--pipeline-threads', default='1,2',
                    help='CPUs the pipeline case runs on, one case per number, comma-separated '
                         '(the process is pinned to that many CPUs; default %(default)s)')
-    p.add_argument('--pipeline-images', type=int, default=40,
+    p.add_argument('--pipeline-images', type=int, default=80,
                    help='examples per timed run of the pipeline case (default %(default)s)')
     p.add_argument('--repeats', type=int, default=7, help='timed runs (default %(default)s)')
     p.add_argument('--warmup', type=int, default=1, help='warm-up runs (default %(default)s)')
