@@ -622,11 +622,13 @@ def format_table(results):
 
 
 def pipeline_note(r):
-    """'<n> CPU: 40.1 img/s per CPU, 6.2 CPU ms/img; a907866: 25.3, 11.0 ms (1.58x)[; 9.1x
-    training need]' for a pipeline case."""
-    note = ('%d CPU: %.1f img/s per CPU, %.1f CPU ms/img; a907866: %.1f, %.1f ms (%.2fx)'
-            % (r['cpus'], r['rate_per_cpu'], r['cpu_ms_per_image'], r['reference_rate_per_cpu'],
-               r['reference_cpu_ms_per_image'], r['speedup_vs_reference']))
+    """'2 CPU: 103.6 img/s per CPU, 5.7 CPU ms/img; a907866: 51.0 img/s per CPU, 12.0 CPU
+    ms/img; 2.03x[; 9.1x training need]' for a pipeline case."""
+    note = ('%d CPU: %.1f img/s per CPU, %.1f CPU ms/img; a907866: %.1f img/s per CPU, %.1f '
+            'CPU ms/img; %.2fx' % (r['cpus'], r['rate_per_cpu'], r['cpu_ms_per_image'],
+                                   r['reference_rate_per_cpu'],
+                                   r['reference_cpu_ms_per_image'],
+                                   r['speedup_vs_reference']))
     if 'ratio_vs_train_consumption' in r:
         note += '; %.1fx training need' % r['ratio_vs_train_consumption']
     return note
