@@ -3,6 +3,7 @@
 
     python benchmarks/speed.py [--sizes 321x321,513x513,375x500] [--scales 1.0|1.0,0.75,0.5]
         [--mode infer|train|pipeline|crf|all] [--threads N] [--json OUT] [--quick]
+        [--pipeline-threads 1,2] [--pipeline-images 80]
         [--grappler] [--precision float32,bfloat16,amp] [--unfolded-bn] [--plain-session]
         [--repeats 7]
 
@@ -20,9 +21,12 @@ Cases (each in a child process, so each has its own peak RSS, unless --in-proces
   train     one step of the default recipe (msc_loss over 3 towers, frozen BN, momentum SGD
             with the 1x/10x/20x groups, weight decay, grad-update-every 1), 321x321, batch 1,
             inputs fed: steps / s (= images / s).
-  pipeline  ImageReader (tf.data, PIL decode, random scale + mirror + crop 321x321) on
-            generated 500x375 JPEG images and palette PNG labels: images / s, and the ratio to
-            the images / s that training consumes (when the train case ran).
+  pipeline  ImageReader's training pipeline (random scale + mirror + crop 321x321) on
+            generated 500x375 JPEG images and palette PNG labels, one case per
+            --pipeline-threads count (the process pinned to that many CPUs), timed alternately
+            with the pipeline of a907866 (benchmarks/pipeline_reference.py): images / s, per
+            CPU, CPU ms per image, the speed-up, and the ratio to the images / s that
+            training consumes (when the train case ran).
   crf       dense_crf of a 500x375 image, 21 classes, through CRFPool with 1 and 2 workers.
 
 Rates are the median over --repeats timed runs after warm-up runs. FLOPs are counted from
@@ -51,6 +55,7 @@ TRAIN_SCALES = (1.0, 0.75, 0.5)   # constants.TRAIN_SCALES (not imported: no TF 
 TRAIN_SIZE = (321, 321)
 PIPELINE_IMAGE = (375, 500)   # H, W (a VOC landscape image)
 CRF_IMAGE = (375, 500)
+PIPELINE_SETTLE = 8   # examples of each pipeline run not timed (threads start, buffers fill)
 GEMM_N = 2048
 # The training case's base learning rate: an update does the same arithmetic at any rate, and
 # random labels on random weights at the recipe's 2.5e-4 (x10 / x20 for the classifier) drive
@@ -307,25 +312,90 @@ def write_dataset(directory, count, size_hw):
     return list_path
 
 
+def pin_to_cpus(count):
+    """Restricts this process to `count` of the CPUs it may use (the first ones); returns
+    the previous set (to restore), or None where affinity is not available."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    os.sched_setaffinity(0, allowed[:max(1, count)])
+    return set(allowed)
+
+
 def case_pipeline(spec):
+    """The training input pipeline (ImageReader: random scale, mirror, crop) and the one of
+    a907866 (benchmarks/pipeline_reference.py), each in its own graph and Session, with
+    the process pinned to spec['threads'] CPUs; their timed runs alternate (reference, current,
+    reference, ...) so that both see the same machine load. Each run fetches
+    spec['pipeline_images'] examples, batch 1. Reports images/s (wall), per CPU, and the
+    process's CPU milliseconds per image (all its threads: less sensitive to other jobs).
+    Each run starts its pipeline afresh and times the examples after the first
+    PIPELINE_SETTLE."""
+    per_run, cpus = spec['pipeline_images'], spec['threads'] or None
+    previous = pin_to_cpus(cpus) if cpus else None   # before TensorFlow sizes its pools
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else cpus
     import tensorflow as tf
+    from benchmarks import pipeline_reference
     from deeplab_resnet.image_reader import ImageReader
     tf1 = tf.compat.v1
-    per_run = spec['pipeline_images']
-    with tempfile.TemporaryDirectory() as tmp:
-        list_path = write_dataset(tmp, 16, spec['image'])
-        with tf.Graph().as_default() as g:
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            list_path = write_dataset(tmp, 16, spec['image'])
             reader = ImageReader(tmp, list_path, tuple(spec['crop']), random_scale=True,
                                  random_mirror=True, seed=1234)
-            images, labels = reader.dequeue(1)
-            with tf1.Session(graph=g, config=session_config(spec)) as sess:
-                def run():
+            builders = {
+                'reference': lambda: pipeline_reference.training_dataset(
+                    reader.examples, tuple(spec['crop']), 1, random_scale=True,
+                    random_mirror=True, seed=1234),
+                'current': lambda: reader.dataset(1)}
+            sessions = {}
+            for name, build in builders.items():
+                with tf.Graph().as_default() as g:
+                    ds = build()
+                    iterator = tf1.data.Iterator.from_structure(
+                        tf1.data.get_output_types(ds), tf1.data.get_output_shapes(ds))
+                    # Starting the pipeline anew for each run, and replacing it by an empty
+                    # one after, keeps the pipeline not being timed from working ahead.
+                    start_stop = (iterator.make_initializer(ds),
+                                  iterator.make_initializer(ds.take(0)))
+                    fetch = iterator.get_next()
+                sessions[name] = (tf1.Session(graph=g, config=session_config(spec)), fetch,
+                                  start_stop)
+            timings = dict((name, ([], [])) for name in sessions)
+            load_start, first = load_average(), None
+            for i in range(spec['warmup'] + spec['repeats']):
+                for name, (sess, fetch, (start, stop)) in sessions.items():
+                    sess.run(start)
+                    for _ in range(PIPELINE_SETTLE):
+                        sess.run(fetch)
+                    wall, cpu = time.perf_counter(), time.process_time()
                     for _ in range(per_run):
-                        sess.run([images, labels])
-                first, times = time_runs(run, spec['warmup'], spec['repeats'])
-    med = statistics.median(times)
-    return dict(rate=per_run / med, unit='img/s', first_run_s=first, times_s=times,
-                median_s=med, images_per_run=per_run)
+                        sess.run(fetch)
+                    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    sess.run(stop)
+                    if first is None and name == 'current':
+                        first = wall
+                    if i >= spec['warmup']:
+                        timings[name][0].append(wall)
+                        timings[name][1].append(cpu)
+            for sess, _, _ in sessions.values():
+                sess.close()
+    finally:
+        if previous:
+            os.sched_setaffinity(0, previous)
+    result = dict(unit='img/s', images_per_run=per_run, load_average_case=[load_start,
+                                                                          load_average()],
+                  cpus=cpus or os.cpu_count(), first_run_s=first)   # the CPUs it had
+    for name, (walls, cpu_times) in timings.items():
+        med = statistics.median(walls)
+        prefix = '' if name == 'current' else 'reference_'
+        result.update({prefix + 'rate': per_run / med, prefix + 'median_s': med,
+                       prefix + 'times_s': walls,
+                       prefix + 'rate_per_cpu': per_run / med / result['cpus'],
+                       prefix + 'cpu_ms_per_image': 1000 * statistics.median(cpu_times) / per_run})
+    result['speedup_vs_reference'] = result['rate'] / result['reference_rate']
+    return result
 
 
 def _crf_inputs(size_hw, seed):
@@ -453,10 +523,13 @@ def build_specs(args):
     if 'pipeline' in modes:
         crop = quick.get('crop') or parse_size(args.train_size)
         image = quick.get('pipeline_image', PIPELINE_IMAGE)
-        specs.append(dict(common, kind='pipeline', crop=list(crop), image=list(image),
-                          name='pipeline_%dx%d_crop%dx%d' % (image[1], image[0], crop[0],
-                                                             crop[1]),
-                          pipeline_images=quick.get('pipeline_images', 20)))
+        for threads in [int(t) for t in args.pipeline_threads.split(',') if t]:
+            specs.append(dict(common, kind='pipeline', crop=list(crop), image=list(image),
+                              threads=threads,
+                              name='pipeline_%dx%d_crop%dx%d_%dcpu' % (
+                                  image[1], image[0], crop[0], crop[1], threads),
+                              pipeline_images=quick.get('pipeline_images',
+                                                        args.pipeline_images)))
     if 'crf' in modes:
         image = quick.get('crf_image', CRF_IMAGE)
         for workers in (1, 2):
@@ -533,8 +606,8 @@ def format_table(results):
     rows = []
     for r in results:
         note = ''
-        if 'ratio_vs_train_consumption' in r:
-            note = '%.1fx training need' % r['ratio_vs_train_consumption']
+        if r['kind'] == 'pipeline':
+            note = pipeline_note(r)
         if r.get('workers_peak_rss_mb'):
             note = 'each worker %.0f MB' % r['workers_peak_rss_mb']
         if 'fraction_of_bf16_gemm_peak' in r:
@@ -546,6 +619,19 @@ def format_table(results):
                      '%.0f%%' % (100 * frac) if frac is not None else '-',
                      '%.1f' % r['first_run_s'], '%.0f' % r['peak_rss_mb'], note))
     return aligned_table(head, rows)
+
+
+def pipeline_note(r):
+    """'2 CPU: 103.6 img/s per CPU, 5.7 CPU ms/img; a907866: 51.0 img/s per CPU, 12.0 CPU
+    ms/img; 2.03x[; 9.1x training need]' for a pipeline case."""
+    note = ('%d CPU: %.1f img/s per CPU, %.1f CPU ms/img; a907866: %.1f img/s per CPU, %.1f '
+            'CPU ms/img; %.2fx' % (r['cpus'], r['rate_per_cpu'], r['cpu_ms_per_image'],
+                                   r['reference_rate_per_cpu'],
+                                   r['reference_cpu_ms_per_image'],
+                                   r['speedup_vs_reference']))
+    if 'ratio_vs_train_consumption' in r:
+        note += '; %.1fx training need' % r['ratio_vs_train_consumption']
+    return note
 
 
 def aligned_table(head, rows):
@@ -583,6 +669,11 @@ def main(argv=None):
                    help="inference sessions configured as training's (Grappler off, 2 "
                         "inter-op threads) instead of utils.session_config(inference=True), "
                         "the scripts' (fused convolutions, 1 inter-op thread)")
+    p.add_argument('--pipeline-threads', default='1,2',
+                   help='CPUs the pipeline case runs on, one case per number, comma-separated '
+                        '(the process is pinned to that many CPUs; default %(default)s)')
+    p.add_argument('--pipeline-images', type=int, default=80,
+                   help='examples per timed run of the pipeline case (default %(default)s)')
     p.add_argument('--repeats', type=int, default=7, help='timed runs (default %(default)s)')
     p.add_argument('--warmup', type=int, default=1, help='warm-up runs (default %(default)s)')
     p.add_argument('--quick', action='store_true',

@@ -1,14 +1,21 @@
 """The input pipeline: list file -> tf.data -> [N, H, W, 3] float32 BGR mean-subtracted images
 and [N, H, W, 1] uint8 labels.
 
-Decoding goes through PIL (in `tf.numpy_function`, parallel) because a palette PNG must be read
-as its indices, which TensorFlow's PNG decoder cannot do; augmentation is TensorFlow ops.
+Images: JPEGs decode in TensorFlow (no Python, so the decoding threads run in parallel), with
+the IDCT and upsampling PIL uses, so the pixels are PIL's; any other image, and any file
+TensorFlow's decoder refuses, goes to PIL (imageio), which decodes it or names the file.
+Labels always go through PIL (in `tf.numpy_function`): a palette PNG must be read as its
+indices, and TensorFlow's PNG decoder gives its colours. A training example is cut to its
+crop as early as the arithmetic allows: the random scale resizes the whole image, but the
+mirror, the crop, the padding and the BGR order touch only the crop window, and without a
+random scale only the window is converted to float. The crops are those of the whole-image
+pipeline of a907866 (benchmarks/pipeline_reference.py), pixel for pixel (tests/test_reader.py).
 Every listed file is checked to exist before the dataset is built. Training can check every
 label mask as it is decoded (`num_classes`): a value that is neither a class nor the ignore
-label stops the run at the batch that holds it, naming the file, with no scan of the whole list
-before the first step (evaluation checks its masks up front, labels.py).
+label stops the run at the example that holds it, naming the file, with no scan of the whole
+list before the first step (evaluation checks its masks up front, labels.py).
 """
-import functools
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -32,6 +39,23 @@ def input_error_from_op_error(err):
     return None
 
 
+def _named_input_errors(read):
+    """read(...) with an InputError turned into the ValueError that carries ERROR_MARKER
+    through Session.run (input_error_from_op_error turns it back)."""
+    def wrapped(*args):
+        try:
+            return read(*args)
+        except InputError as e:
+            raise ValueError(ERROR_MARKER + str(e))
+    return wrapped
+
+
+@_named_input_errors
+def _pil_image(image_path):
+    """imageio.read_image in tf.numpy_function: [H, W, 3] uint8 RGB."""
+    return imageio.read_image(image_path.decode('utf-8'))
+
+
 def out_of_range_in_mask(mask, num_classes, ignore_label):
     """Sorted values of a [H, W] uint8 mask that are neither classes 0..C-1 nor the ignore
     label (a histogram of the 256 values: no sort of the pixels)."""
@@ -39,43 +63,82 @@ def out_of_range_in_mask(mask, num_classes, ignore_label):
     return [v for v in np.flatnonzero(counts).tolist() if v >= num_classes and v != ignore_label]
 
 
-def _decode_pair(image_path, label_path, num_classes=None, ignore_label=IGNORE_LABEL):
-    """PIL decode (runs in tf.numpy_function). Returns RGB uint8 [H, W, 3], labels uint8
-    [H, W, 1] (zeros [H, W, 1] for an unlabelled image, flagged by label_path == b'').
-    num_classes: when set, a label value outside 0..C-1 that is not the ignore label is an
+@_named_input_errors
+def _pil_label(label_path, image_path, image_hw, num_classes=0, ignore_label=IGNORE_LABEL):
+    """imageio.read_label in tf.numpy_function, checked against the image's size:
+    [H, W, 1] uint8 (zeros for an unlabelled image, flagged by label_path == b'').
+    num_classes > 0: a value that is neither a class 0..C-1 nor the ignore label is an
     InputError naming the mask (labels.bad_values_message)."""
-    image_path = image_path.decode('utf-8')
     label_path = label_path.decode('utf-8')
-    try:
-        image = imageio.read_image(image_path)
-        if label_path:
-            label = imageio.read_label(label_path)
-            if label.shape != image.shape[:2]:
-                raise InputError('%s: label size %dx%d differs from image %s (%dx%d)' % (
-                    label_path, label.shape[0], label.shape[1], image_path,
-                    image.shape[0], image.shape[1]))
-            if num_classes:
-                bad = out_of_range_in_mask(label, num_classes, ignore_label)
-                if bad:
-                    raise InputError(labels.bad_values_message(label_path, bad, num_classes,
-                                                               ignore_label))
-        else:
-            label = np.zeros(image.shape[:2], np.uint8)
-    except InputError as e:
-        raise ValueError(ERROR_MARKER + str(e))
-    return image, label[:, :, None]
+    if not label_path:
+        return np.zeros(tuple(image_hw) + (1,), np.uint8)
+    label = imageio.read_label(label_path)
+    if label.shape != tuple(image_hw):
+        raise InputError('%s: label size %dx%d differs from image %s (%dx%d)' % (
+            label_path, label.shape[0], label.shape[1], image_path.decode('utf-8'),
+            image_hw[0], image_hw[1]))
+    if num_classes:
+        bad = out_of_range_in_mask(label, int(num_classes), int(ignore_label))
+        if bad:
+            raise InputError(labels.bad_values_message(label_path, bad, int(num_classes),
+                                                       int(ignore_label)))
+    return label[:, :, None]
+
+
+JPEG_START = b'\xff\xd8'   # the SOI marker
+
+
+def _is_rgb_or_grey_jpeg(contents):
+    """True for a JPEG (SOI marker) of 1 or 3 components: what decode_jpeg gives as PIL
+    does (CMYK ones are left to PIL's own conversion). Raises on a corrupt header."""
+    return tf.cond(tf.equal(tf.strings.substr(contents, 0, 2), JPEG_START),
+                   lambda: tf.not_equal(tf.image.extract_jpeg_shape(contents)[2], 4),
+                   lambda: tf.constant(False))
+
+
+def _tf_decode_jpeg(contents):
+    """[H, W, 3] uint8 RGB; INTEGER_ACCURATE is libjpeg's 'islow' IDCT, PIL's (TensorFlow's
+    default differs), with the same fancy upsampling: the pixels equal PIL's."""
+    return tf.io.decode_jpeg(contents, channels=3, dct_method='INTEGER_ACCURATE')
+
+
+def read_image(image_path):
+    """tf string path -> [H, W, 3] uint8 RGB, the pixels of imageio.read_image.
+
+    JPEGs decode in TensorFlow. Its decoder cannot name the file it fails on, so it is tried
+    in a one-element dataset whose errors are dropped: a file it does not decode (truncated,
+    corrupt, not a JPEG, CMYK) goes to PIL, which decodes it as before or raises the named
+    InputError."""
+    tried = (tf.data.Dataset.from_tensors(image_path).map(tf.io.read_file)
+             .filter(_is_rgb_or_grey_jpeg).map(_tf_decode_jpeg).ignore_errors()
+             .map(lambda image: (image, True)))
+    nothing = tf.data.Dataset.from_tensors((tf.zeros([0, 0, 3], tf.uint8), False))
+    decoded, ok = tried.concatenate(nothing).take(1).get_single_element()
+    image = tf.cond(ok, lambda: decoded,
+                    lambda: tf.numpy_function(_pil_image, [image_path], tf.uint8,
+                                              stateful=False))
+    image.set_shape([None, None, 3])
+    return image
+
+
+def read_label(label_path, image_path, image_hw, num_classes=None, ignore_label=IGNORE_LABEL):
+    """tf strings and the image's [2] int32 size -> [H, W, 1] uint8 label indices (zeros when
+    label_path is empty); an InputError naming the file when it is no index mask, its size
+    differs from the image's or (with num_classes) it holds a value out of range."""
+    label = tf.numpy_function(_pil_label, [label_path, image_path, image_hw,
+                                           num_classes or 0, ignore_label], tf.uint8,
+                              stateful=False)
+    label.set_shape([None, None, 1])
+    return label
 
 
 def decode_example(image_path, label_path, num_classes=None, ignore_label=IGNORE_LABEL):
     """tf strings -> (image [H, W, 3] uint8 RGB, label [H, W, 1] uint8); with num_classes,
     an out-of-range label value fails the pipeline (an InputError at Session.run, see
     input_error_from_op_error) at the example that holds it."""
-    decode = functools.partial(_decode_pair, num_classes=num_classes, ignore_label=ignore_label)
-    image, label = tf.numpy_function(decode, [image_path, label_path],
-                                     [tf.uint8, tf.uint8], stateful=False)
-    image.set_shape([None, None, 3])
-    label.set_shape([None, None, 1])
-    return image, label
+    image = read_image(image_path)
+    return image, read_label(label_path, image_path, tf.shape(image)[:2], num_classes,
+                             ignore_label)
 
 
 def preprocess_image(image_rgb, img_mean=IMG_MEAN_BGR):
@@ -92,48 +155,116 @@ def draw_seed(seed, position, salt):
                      tf.constant(seed, tf.int64) * 8 + salt])
 
 
-def random_scale(image, label, seed, scale_set=None):
-    """Scales image (bilinear) and label (nearest) by one random factor: uniform in
-    SCALE_RANGE, or drawn from `scale_set` (the Caffe recipe's discrete scales).
-    seed: [2] int64 stateless seed (draw_seed)."""
+def scaled_size(image_hw, seed, scale_set=None):
+    """[2] int32 size of an [H, W] image after its random scale: one factor uniform in
+    SCALE_RANGE, or drawn from `scale_set` (the Caffe recipe's discrete scales), floored, at
+    least 1. seed: [2] int64 stateless seed (draw_seed)."""
     if scale_set:
         idx = tf.random.stateless_uniform([], seed, 0, len(scale_set), dtype=tf.int32)
         scale = tf.gather(tf.constant(scale_set, tf.float32), idx)
     else:
         scale = tf.random.stateless_uniform([], seed, SCALE_RANGE[0], SCALE_RANGE[1])
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    new_shape = tf.maximum(tf.cast(shape * scale, tf.int32), 1)
-    image = tf1.image.resize_bilinear(image[None], new_shape)[0]
-    label = tf1.image.resize_nearest_neighbor(label[None], new_shape,
-                                              half_pixel_centers=True)[0]
-    return image, label
+    return tf.maximum(tf.cast(tf.cast(image_hw, tf.float32) * scale, tf.int32), 1)
 
 
-def random_mirror(image, label, seed):
-    """Left-right flip of both with probability 0.5; seed: [2] int64 stateless seed."""
-    flip = tf.random.stateless_uniform([], seed, 0, 1.0) < 0.5
-    return (tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image),
-            tf.cond(flip, lambda: tf.reverse(label, [1]), lambda: label))
+def subtract_mean(image_rgb, mean_rgb):
+    """[H, W, 3] uint8 -> float32 minus the [3] mean. The mean is tiled along a row first:
+    broadcasting a 3-vector over the innermost axis runs element by element, a row-long one
+    vectorises (the same floats, half the time)."""
+    width = tf.shape(image_rgb)[1]
+    mean_row = tf.reshape(tf.tile(mean_rgb, [width]), [1, width, 3])
+    return tf.cast(image_rgb, tf.float32) - mean_row
 
 
-def random_crop_and_pad(image, label, crop_h, crop_w, seed, ignore_label=IGNORE_LABEL):
-    """Pads bottom/right to at least the crop size (image with 0 = the mean after mean
-    subtraction, label with the ignore label) and takes a random crop.
+def mirror_draw(seed):
+    """Whether to flip left-right (probability 0.5): [] bool; seed: [2] int64."""
+    return tf.random.stateless_uniform([], seed, 0, 1.0) < 0.5
 
-    Args: image [H, W, 3] float32 (mean-subtracted), label [H, W, 1] uint8, seed [2] int64.
-    Returns: [crop_h, crop_w, 3] float32, [crop_h, crop_w, 1] uint8.
+
+def crop_offset(size, crop_h, crop_w, seed):
+    """[2] int32 top-left corner of the random crop in an image of `size` ([2] int32) padded
+    bottom/right to at least the crop: the offset tf.image.stateless_random_crop draws for an
+    [H, W, 4] tensor (image and label stacked, as the crops were first taken), so a seed
+    keeps its crops. seed: [2] int64."""
+    padded = tf.maximum(size, [crop_h, crop_w])
+    limit = tf.concat([padded - [crop_h, crop_w] + 1, [1]], axis=0)
+    draw = tf.random.stateless_uniform([3], seed, maxval=tf.int32.max, dtype=tf.int32)
+    return (draw % limit)[:2]
+
+
+def nearest_source(positions, in_size, out_size):
+    """Input index of each output position of a nearest-neighbour resize from in_size to
+    out_size with centre-aligned pixels: floor((p + 0.5) * in / out), clipped, in float32 as
+    tf.image's ResizeNearestNeighbor (half_pixel_centers) computes it. [n] int32."""
+    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+    index = tf.cast(tf.floor((tf.cast(positions, tf.float32) + 0.5) * scale), tf.int32)
+    return tf.clip_by_value(index, 0, in_size - 1)
+
+
+def pad_to(tensor, crop_h, crop_w, value):
+    """Pads [h, w, C] bottom/right with `value` to [crop_h, crop_w, C] (static shape)."""
+    shape = tf.shape(tensor)
+    padded = tf.pad(tensor, [[0, crop_h - shape[0]], [0, crop_w - shape[1]], [0, 0]],
+                    constant_values=value)
+    padded.set_shape([crop_h, crop_w, tensor.shape[-1]])
+    return padded
+
+
+def training_crop(image_rgb, label, position, seed, crop_h, crop_w, random_scale=False,
+                  random_mirror=False, scale_set=None, ignore_label=IGNORE_LABEL,
+                  img_mean=IMG_MEAN_BGR):
+    """One training example, example `position` of the run's sequence: the image scaled by
+    a random factor (random_scale; bilinear, the label nearest), mirrored (random_mirror),
+    padded bottom/right to at least the crop (image with 0, the mean after its subtraction;
+    label with the ignore label) and cropped at a random place; each draw from
+    draw_seed(seed, position, 1 / 2 / 3).
+
+    Args: image_rgb [H, W, 3] uint8 RGB, label [H, W, 1] uint8, position [] int64.
+    Returns: [crop_h, crop_w, 3] float32 BGR minus img_mean, [crop_h, crop_w, 1] uint8.
+
+    Only the bilinear resize works on the whole image; the rest works on the crop window
+    (the part of it inside the scaled image: rows x cols), which gives the same values:
+    - the mean is subtracted before the resize (resizing first would round differently);
+      subtracting the RGB-ordered mean and reversing the channels of the window gives the
+      floats of reversing first;
+    - the window of the mirrored image is the mirrored window at the mirrored column;
+    - the label's nearest-neighbour resize is a choice of source pixels, made for the
+      window's pixels alone (nearest_source).
     """
-    label = tf.cast(label, tf.float32) - ignore_label   # so that padding 0 becomes ignore
-    combined = tf.concat([image, label], axis=2)
-    shape = tf.shape(combined)
-    combined = tf.image.pad_to_bounding_box(combined, 0, 0, tf.maximum(crop_h, shape[0]),
-                                            tf.maximum(crop_w, shape[1]))
-    combined = tf.image.stateless_random_crop(combined, [crop_h, crop_w, 4], seed)
-    image = combined[:, :, :3]
-    label = tf.cast(combined[:, :, 3:] + ignore_label, tf.uint8)
-    image.set_shape([crop_h, crop_w, 3])
-    label.set_shape([crop_h, crop_w, 1])
-    return image, label
+    mean_rgb = tf.constant(tuple(img_mean)[::-1], tf.float32)
+    in_size = tf.shape(image_rgb)[:2]
+    size = (scaled_size(in_size, draw_seed(seed, position, 1), scale_set) if random_scale
+            else in_size)
+    flip = mirror_draw(draw_seed(seed, position, 2)) if random_mirror else tf.constant(False)
+    top, left = tf.unstack(crop_offset(size, crop_h, crop_w, draw_seed(seed, position, 3)))
+    rows = tf.minimum(crop_h, size[0] - top)
+    cols = tf.minimum(crop_w, size[1] - left)
+    first_col = tf.where(flip, size[1] - left - cols, left)   # of the unmirrored image
+
+    if random_scale:
+        image = tf1.image.resize_bilinear(subtract_mean(image_rgb, mean_rgb)[None], size)[0]
+        image = image[top:top + rows, first_col:first_col + cols]
+    else:
+        image = subtract_mean(image_rgb[top:top + rows, first_col:first_col + cols], mean_rgb)
+    # Channels to BGR, and the columns too when mirrored (ReverseV2 takes the axes as data).
+    image = tf.reverse(image, tf.boolean_mask([1, 2], tf.stack([flip, True])))
+
+    column = tf.range(cols)
+    column = first_col + tf.where(flip, cols - 1 - column, column)
+    label = tf.gather(tf.gather(label, nearest_source(tf.range(top, top + rows), in_size[0],
+                                                      size[0])),
+                      nearest_source(column, in_size[1], size[1]), axis=1)
+    return (pad_to(image, crop_h, crop_w, 0.0),
+            pad_to(label, crop_h, crop_w, tf.constant(ignore_label, tf.uint8)))
+
+
+def available_cpus():
+    """CPUs this process may run on (its affinity mask, e.g. a Slurm or taskset share), or
+    os.cpu_count() where the mask is unknown."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def shuffled_index(position, num_examples, seed):
@@ -165,6 +296,8 @@ class ImageReader(object):
         a class 0..C-1 nor ignore_label (None: no check, e.g. --ignore-out-of-range; the loss
         then ignores such pixels).
       num_parallel_calls: decoding parallelism (tf.data.AUTOTUNE by default).
+      num_parallel_calls: examples prepared in parallel (tf.data.AUTOTUNE by default, on
+        a private pool of one thread per available CPU; a number also sizes that pool).
     All listed files are checked to exist on construction (InputError otherwise).
     """
 
@@ -188,6 +321,8 @@ class ImageReader(object):
         self.seed = self.DEFAULT_SEED if seed is None else int(seed)
         self.num_parallel_calls = num_parallel_calls or tf.data.AUTOTUNE
         self.num_classes = num_classes
+        self.pipeline_threads = (num_parallel_calls if num_parallel_calls
+                                 else available_cpus())
 
     def __len__(self):
         return len(self.examples)
@@ -208,14 +343,9 @@ class ImageReader(object):
         return self.examples[index::count]
 
     def _train_map(self, image_rgb, label, position):
-        image = preprocess_image(image_rgb, self.img_mean)
-        if self.random_scale:
-            image, label = random_scale(image, label, draw_seed(self.seed, position, 1),
-                                        self.scale_set)
-        if self.random_mirror:
-            image, label = random_mirror(image, label, draw_seed(self.seed, position, 2))
-        return random_crop_and_pad(image, label, self.input_size[0], self.input_size[1],
-                                   draw_seed(self.seed, position, 3), self.ignore_label)
+        return training_crop(image_rgb, label, position, self.seed, self.input_size[0],
+                             self.input_size[1], self.random_scale, self.random_mirror,
+                             self.scale_set, self.ignore_label, self.img_mean)
 
     def _eval_map(self, image_rgb, label):
         return preprocess_image(image_rgb, self.img_mean), label
@@ -230,20 +360,25 @@ class ImageReader(object):
         label_paths = tf.constant([ex.label or '' for ex in examples])
         n = len(examples)
 
-        def locate(position):
+        def example(position):
             index = (shuffled_index(position, n, self.seed) if self.shuffle
                      else position % n)
-            return image_paths[index], label_paths[index], position
+            image, label = decode_example(image_paths[index], label_paths[index],
+                                          self.num_classes, self.ignore_label)
+            return self._train_map(image, label, position)
 
-        def decode(image_path, label_path, position):
-            return decode_example(image_path, label_path, self.num_classes,
-                                  self.ignore_label) + (position,)
+        ds = tf.data.Dataset.range(int(start), np.iinfo(np.int64).max)
+        ds = ds.map(example, num_parallel_calls=self.num_parallel_calls, deterministic=True)
+        ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        return ds.with_options(self.threading_options())
 
-        ds = tf.data.Dataset.range(int(start), np.iinfo(np.int64).max).map(locate)
-        ds = ds.map(decode, num_parallel_calls=self.num_parallel_calls, deterministic=True)
-        ds = ds.map(self._train_map, num_parallel_calls=self.num_parallel_calls,
-                    deterministic=True)
-        return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    def threading_options(self):
+        """tf.data options: a private pool of threads for the pipeline, one per CPU this
+        process may use, so that its parallelism does not depend on the Session's inter-op
+        threads (2 with --threads N)."""
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = self.pipeline_threads
+        return options
 
     def dataset(self, batch_size=1, repeat=None, with_rgb=False, shard=None, start=0):
         """Dataset of (images, labels) batches.
@@ -268,7 +403,7 @@ class ImageReader(object):
             ds = ds.map(lambda img, lab: self._eval_map(img, lab) + (img,))
         else:
             ds = ds.map(self._eval_map)
-        return ds.batch(1).prefetch(tf.data.AUTOTUNE)
+        return ds.batch(1).prefetch(tf.data.AUTOTUNE).with_options(self.threading_options())
 
     def dequeue(self, num_elements, start=0):
         """The original API: a (images, labels) batch of training crops from a one-shot

@@ -22,8 +22,9 @@ def test_speed_quick_all(tmp_path):
     assert data['meta']['quick'] is True
     cases = {c['name']: c for c in data['cases']}
     assert set(cases) == {'gemm_float32', 'infer_65x65_1scale', 'infer_65x65_3scale',
-                          'train_65x65_1scale', 'pipeline_100x75_crop65x65',
-                          'crf_100x75_1worker', 'crf_100x75_2worker'}
+                          'train_65x65_1scale', 'pipeline_100x75_crop65x65_1cpu',
+                          'pipeline_100x75_crop65x65_2cpu', 'crf_100x75_1worker',
+                          'crf_100x75_2worker'}
     for c in cases.values():
         assert c['rate'] > 0 and c['median_s'] > 0 and c['peak_rss_mb'] > 0, c['name']
         assert len(c['times_s']) >= 2
@@ -34,7 +35,12 @@ def test_speed_quick_all(tmp_path):
     # Three towers cost more than one; a training step more than a forward pass.
     assert cases['infer_65x65_3scale']['flops'] > cases['infer_65x65_1scale']['flops']
     assert cases['train_65x65_1scale']['flops'] > 2 * cases['infer_65x65_1scale']['flops']
-    assert cases['pipeline_100x75_crop65x65']['ratio_vs_train_consumption'] > 0
+    for cpus in (1, 2):
+        c = cases['pipeline_100x75_crop65x65_%dcpu' % cpus]
+        assert c['cpus'] == min(cpus, len(os.sched_getaffinity(0)))
+        assert c['ratio_vs_train_consumption'] > 0
+        assert c['reference_rate'] > 0 and c['cpu_ms_per_image'] > 0
+        assert c['reference_cpu_ms_per_image'] > 0 and len(c['reference_times_s']) >= 2
 
 
 def test_gpu_check_smoke_runs_on_a_cpu(tmp_path):

@@ -223,3 +223,125 @@ def test_decode_labels_inv_preprocess_prepare_label():
     palette = make_palette(256)
     # 21 = 0b010101: bits (0,1,2) -> R,G,B bit 7; bits (3,4,5) -> bit 6.
     assert tuple(palette[21]) == (128, 64, 128)
+
+
+# ----------------------------------------------------------------------------- against a907866
+
+def _noisy_rgb(rs, h, w):
+    """Smooth colours plus noise: JPEG-like content with detail in every block."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 7 % 256, yy * 5 % 256, (xx + yy) * 3 % 256], -1).astype(np.float32)
+    return np.clip(base + rs.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+def _mixed_dataset(root):
+    """Images of every kind the readers take (JPEG 4:2:0 / 4:4:4 / progressive / greyscale,
+    PNG), some smaller than the crop, with palette-PNG and mode-L labels of random indices."""
+    rs = np.random.RandomState(5)
+    kinds = [((47, 61), 'jpg', dict(quality=90)), ((30, 25), 'jpg', dict(subsampling=0)),
+             ((52, 40), 'jpg', dict(progressive=True, quality=70)), ((41, 57), 'png', {}),
+             ((36, 70), 'grey.jpg', {}), ((60, 45), 'jpg', dict(quality=95, subsampling=1))]
+    lines = []
+    for i, ((h, w), ext, options) in enumerate(kinds):
+        rgb = _noisy_rgb(rs, h, w)
+        image = Image.fromarray(rgb).convert('L') if ext.startswith('grey') else Image.fromarray(rgb)
+        image.save(os.path.join(root, '%d.%s' % (i, ext)), **options)
+        indices = rs.randint(0, 21, (h, w)).astype(np.uint8)
+        indices[0, :3] = 255
+        mask = Image.fromarray(indices, mode='P' if i % 2 else 'L')
+        if i % 2:
+            mask.putpalette(make_palette(256).reshape(-1).tolist())
+        mask.save(os.path.join(root, '%d_m.png' % i))
+        lines.append('%d.%s %d_m.png' % (i, ext, i))
+    return write_list(root, lines)
+
+
+def _batches(dataset, count):
+    with tf.Graph().as_default():
+        nxt = tf1.data.make_one_shot_iterator(dataset()).get_next()
+        with tf1.Session() as sess:
+            return [sess.run(nxt) for _ in range(count)]
+
+
+@pytest.mark.parametrize('augment', [
+    dict(random_scale=True, random_mirror=True),
+    dict(random_scale=True, scale_set=(0.5, 0.75, 1.0, 1.25, 1.5)),
+    dict(random_mirror=True),
+])
+def test_training_crops_equal_those_of_a907866(tmp_path, augment):
+    """The training sequence is the one of the whole-image pipeline of a907866
+    (benchmarks/pipeline_reference.py, PIL decoding): every image and label crop equal,
+    pixel for pixel, from a start position on, across two epochs, with padding (images
+    smaller than the crop) and every image kind."""
+    from benchmarks import pipeline_reference
+    root = str(tmp_path)
+    lst = _mixed_dataset(root)
+    crop = (44, 50)
+    reader = ImageReader(root, lst, crop, seed=11, **augment)
+    got = _batches(lambda: reader.dataset(2, start=3), 6)
+    want = _batches(lambda: pipeline_reference.training_dataset(
+        reader.examples, crop, 2, seed=11, start=3, **augment), 6)
+    for (image, label), (image_want, label_want) in zip(got, want):
+        np.testing.assert_array_equal(image, image_want)
+        np.testing.assert_array_equal(label, label_want)
+    labels = np.concatenate([label for _, label in got])
+    assert np.any(labels == 255) and set(np.unique(labels)) <= set(range(21)) | {255}
+
+
+def test_jpegs_decode_in_tensorflow_to_pils_pixels(tmp_path, monkeypatch):
+    """JPEGs (4:2:0, 4:2:2, 4:4:4, progressive, greyscale, odd sizes) never reach PIL in the
+    pipeline and still give PIL's pixels; a PNG image, a CMYK JPEG and a truncated JPEG go to
+    PIL, which decodes the first two as before and names the third."""
+    from deeplab_resnet import image_reader
+    rs = np.random.RandomState(2)
+    cases = [((37, 53), dict(quality=90)), ((16, 9), dict(subsampling=1, quality=60)),
+             ((61, 30), dict(subsampling=0, quality=100)), ((45, 45), dict(progressive=True)),
+             ((23, 77), 'L'), ((8, 8), 'CMYK'), ((29, 31), 'PNG')]
+    paths = []
+    for i, (size, options) in enumerate(cases):
+        image = Image.fromarray(_noisy_rgb(rs, *size))
+        path = str(tmp_path / ('%d.%s' % (i, 'png' if options == 'PNG' else 'jpg')))
+        if isinstance(options, str):
+            image = image if options == 'PNG' else image.convert(options)
+            image.save(path)
+        else:
+            image.save(path, **options)
+        paths.append(path)
+    jpeg = open(paths[0], 'rb').read()
+    (tmp_path / 'cut.jpg').write_bytes(jpeg[:len(jpeg) // 2])
+    pil_calls = []
+
+    def pil_image(path):
+        pil_calls.append(path.decode())
+        return real_pil_image(path)
+    real_pil_image = image_reader._pil_image
+    monkeypatch.setattr(image_reader, '_pil_image', pil_image)
+    with tf.Graph().as_default():
+        path = tf1.placeholder(tf.string, [])
+        image = image_reader.read_image(path)
+        with tf1.Session() as sess:
+            for p in paths:
+                np.testing.assert_array_equal(sess.run(image, {path: p}),
+                                              np.asarray(Image.open(p).convert('RGB')))
+            assert pil_calls == paths[-2:]     # the CMYK JPEG and the PNG
+            with pytest.raises(tf.errors.OpError) as info:
+                sess.run(image, {path: str(tmp_path / 'cut.jpg')})
+    err = input_error_from_op_error(info.value)
+    assert err is not None and 'cut.jpg' in str(err) and 'cannot decode image' in str(err)
+
+
+def test_palette_and_grey_labels_give_the_same_indices_in_training(tmp_path):
+    """A palette PNG (colours unlike the indices) and a mode-L PNG holding the same indices
+    give the same training labels, and those are the indices: a crop of the whole image,
+    unscaled and unmirrored, is the image."""
+    indices = np.random.RandomState(4).randint(0, 21, (13, 17)).astype(np.uint8)
+    indices[2, 3] = 255
+    Image.fromarray(np.zeros((13, 17, 3), np.uint8)).save(tmp_path / 'i.jpg')
+    palette = Image.fromarray(indices, mode='P')
+    palette.putpalette(make_palette(256).reshape(-1).tolist())
+    palette.save(tmp_path / 'p.png')
+    Image.fromarray(indices, mode='L').save(tmp_path / 'l.png')
+    lst = write_list(str(tmp_path), ['i.jpg p.png', 'i.jpg l.png'])
+    reader = ImageReader(str(tmp_path), lst, (13, 17), shuffle=False)
+    (_, labels), = run_all(reader, batches=1, batch_size=2)
+    np.testing.assert_array_equal(labels[..., 0], np.stack([indices, indices]))
