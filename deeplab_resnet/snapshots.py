@@ -25,6 +25,8 @@ from deeplab_resnet import checkpoints, optim, provenance, snapshot_folder
 from deeplab_resnet.constants import CHECKPOINT_NAME, DEFAULT_INIT_CHECKPOINT
 from deeplab_resnet.errors import InputError
 
+tf1 = tf.compat.v1
+
 
 BEST_DIR = 'best'
 SCRATCH = 'none'
