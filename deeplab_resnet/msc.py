@@ -32,7 +32,7 @@ def _bfloat16_getter(getter, name, *args, **kwargs):
 
 def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCALES,
                        bn_decay=BN_DECAY, sync_batch_norm=False, precision='float32',
-                       fold_batch_norm=False):
+                       fold_batch_norm=False, blocks=None):
     """Builds one DeepLab tower per scale; variables are created by the first and shared.
 
     Args:
@@ -47,6 +47,7 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
         logits are float32 either way.
       fold_batch_norm: inference with the batch-norm scales folded into the kernels
         (model.fold_batch_norm_op must run once after the weights are restored).
+      blocks: blocks per stage (DeepLabResNetModel; None: ResNet-101's unless DEEPLAB_BLOCKS).
     Returns: MSCOutput. Only the first tower updates batch-norm moving averages.
     """
     size = tf.shape(images)[1:3]
@@ -60,7 +61,7 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
                                      is_training=is_training, num_classes=num_classes,
                                      update_moving_stats=(i == 0), bn_decay=bn_decay,
                                      sync_batch_norm=sync_batch_norm,
-                                     fold_batch_norm=fold_batch_norm)
+                                     fold_batch_norm=fold_batch_norm, blocks=blocks)
         nets.append(net)
         per_scale.append(tf.cast(net.logits, tf.float32))
     fused = per_scale[0]
@@ -86,12 +87,12 @@ def predict_probs(images, num_classes, scales=(1.0,), flip=False, precision='flo
     size = tf.shape(images)[1:3]
     logits = resize_bilinear(multi_scale_logits(images, num_classes, False, scales,
                                                 precision=precision,
-                                                fold_batch_norm=fold_batch_norm).fused, size)
+                                                fold_batch_norm=fold_batch_norm, blocks=blocks).fused, size)
     if flip:
         with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
             mirrored = multi_scale_logits(tf.reverse(images, [2]), num_classes, False, scales,
                                           precision=precision,
-                                          fold_batch_norm=fold_batch_norm)
+                                          fold_batch_norm=fold_batch_norm, blocks=blocks)
         logits = 0.5 * (logits + tf.reverse(resize_bilinear(mirrored.fused, size), [2]))
     probs = tf.nn.softmax(logits)
     return probs, tf.argmax(logits, axis=3, output_type=tf.int32)
