@@ -87,12 +87,12 @@ def predict_probs(images, num_classes, scales=(1.0,), flip=False, precision='flo
     size = tf.shape(images)[1:3]
     logits = resize_bilinear(multi_scale_logits(images, num_classes, False, scales,
                                                 precision=precision,
-                                                fold_batch_norm=fold_batch_norm, blocks=blocks).fused, size)
+                                                fold_batch_norm=fold_batch_norm).fused, size)
     if flip:
         with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
             mirrored = multi_scale_logits(tf.reverse(images, [2]), num_classes, False, scales,
                                           precision=precision,
-                                          fold_batch_norm=fold_batch_norm, blocks=blocks)
+                                          fold_batch_norm=fold_batch_norm)
         logits = 0.5 * (logits + tf.reverse(resize_bilinear(mirrored.fused, size), [2]))
     probs = tf.nn.softmax(logits)
     return probs, tf.argmax(logits, axis=3, output_type=tf.int32)
