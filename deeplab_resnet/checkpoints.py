@@ -90,7 +90,7 @@ def _check_blocks(prefix, shapes, names, what):
     variable DEEPLAB_BLOCKS, or ResNet-101's into such a network) is refused in one line."""
     wanted = checkpoint_blocks(names)
     stored = checkpoint_blocks(shapes)
-    if any(wanted) and any(stored) and wanted != stored:
+    if all(wanted) and all(stored) and wanted != stored:   # whole networks only
         text = lambda b: ','.join(map(str, b))
         raise InputError('%s: the %s is of a network with %s blocks per stage, the model has %s '
                          '(ResNet-101 is 3,4,23,3; other counts come from the test/debug '
