@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from deeplab_resnet import snapshot_folder
 from deeplab_resnet.errors import InputError
-from deeplab_resnet.model import LOGITS, is_aspp_variable, variable_name
+from deeplab_resnet.model import (BLOCKS_ENV, LOGITS, checkpoint_blocks, is_aspp_variable,
+                                  variable_name)
 
 tf1 = tf.compat.v1
 
@@ -90,6 +91,18 @@ TRAINING_HINT = ('use --not-restore-last to start the classifier afresh, or --nu
 EVAL_HINT = 'pass --num-classes %s'
 
 
+def _check_blocks(prefix, shapes, names, what):
+    """A checkpoint of a network with other blocks per stage (one written under the test/debug
+    variable DEEPLAB_BLOCKS, or ResNet-101's into such a network) is refused in one line."""
+    wanted = checkpoint_blocks(names)
+    stored = checkpoint_blocks(shapes)
+    if all(wanted) and all(stored) and wanted != stored:   # whole networks only
+        text = lambda b: ','.join(map(str, b))
+        raise InputError('%s: the %s is of a network with %s blocks per stage, the model has %s '
+                         '(ResNet-101 is 3,4,23,3; other counts come from the test/debug '
+                         'variable %s)' % (prefix, what, text(stored), text(wanted), BLOCKS_ENV))
+
+
 def restore_variables(sess, prefix, variables, skip_aspp=False, what='checkpoint',
                       class_hint=EVAL_HINT):
     """Restores `variables` by name from `prefix`, after checking names and shapes.
@@ -100,6 +113,7 @@ def restore_variables(sess, prefix, variables, skip_aspp=False, what='checkpoint
       is named as such and --not-restore-last is suggested). Returns the restored list.
     """
     shapes = checkpoint_shapes(prefix)
+    _check_blocks(prefix, shapes, [variable_name(v) for v in variables], what)
     to_restore, missing = [], []
     for v in variables:
         name = variable_name(v)

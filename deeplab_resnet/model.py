@@ -5,6 +5,8 @@ of the Caffe model and of the original TensorFlow project (528 variables for 21 
 its checkpoints restore by name.
 """
 import collections
+import os
+import sys
 
 import tensorflow as tf
 
@@ -18,12 +20,58 @@ Stage = collections.namedtuple('Stage', ['index', 'blocks', 'bottleneck', 'strid
 """A ResNet stage: res<index><block>; bottleneck width (the block outputs 4x it); the stride
 of its first block (in the 1x1 convolutions, as Caffe's ResNet); the dilation of its 3x3s."""
 
-RESNET101_STAGES = (
-    Stage(2, RESNET101_BLOCKS[0], 64, 1, 1),
-    Stage(3, RESNET101_BLOCKS[1], 128, 2, 1),
-    Stage(4, RESNET101_BLOCKS[2], 256, 1, 2),
-    Stage(5, RESNET101_BLOCKS[3], 512, 1, 4),
-)
+
+
+def stages(blocks=RESNET101_BLOCKS):
+    """The stage table with `blocks` blocks per stage (res2..res5): ResNet-101's by default.
+    Other counts keep the stem, widths, strides, dilations, ASPP and naming scheme."""
+    return (Stage(2, blocks[0], 64, 1, 1), Stage(3, blocks[1], 128, 2, 1),
+            Stage(4, blocks[2], 256, 1, 2), Stage(5, blocks[3], 512, 1, 4))
+
+
+RESNET101_STAGES = stages(RESNET101_BLOCKS)
+
+BLOCKS_ENV = 'DEEPLAB_BLOCKS'
+"""TEST/DEBUG KNOB, not a feature: DEEPLAB_BLOCKS=1,1,1,1 builds every network of the process
+with those blocks per stage instead of ResNet-101's 3,4,23,3 (the test suite uses it to run
+the scripts end to end in seconds). Checkpoints it writes say so in their record and do not
+restore into ResNet-101. A loud line on stderr says it is set."""
+_announced = set()
+
+
+def network_blocks():
+    """Blocks per stage of the networks this process builds: RESNET101_BLOCKS, unless the
+    test/debug variable DEEPLAB_BLOCKS is set (read here only), e.g. '1,1,1,1'.
+    Raises ValueError for a malformed value."""
+    text = os.environ.get(BLOCKS_ENV, '').strip()
+    if not text:
+        return RESNET101_BLOCKS
+    try:
+        blocks = tuple(int(v) for v in text.split(','))
+    except ValueError:
+        blocks = ()
+    if len(blocks) != 4 or min(blocks) < 1:
+        raise ValueError('%s=%s: give 4 positive block counts such as 1,1,1,1'
+                         % (BLOCKS_ENV, text))
+    if blocks != RESNET101_BLOCKS and blocks not in _announced:
+        _announced.add(blocks)
+        sys.stderr.write('WARNING: %s=%s: TEST/DEBUG network with %s blocks per stage, NOT '
+                         'ResNet-101 (%s); unset it for real work\n'
+                         % (BLOCKS_ENV, text, ','.join(map(str, blocks)),
+                            ','.join(map(str, RESNET101_BLOCKS))))
+        sys.stderr.flush()
+    return blocks
+
+
+def checkpoint_blocks(names):
+    """Blocks per stage of the network whose variable names are `names` (the count of
+    res<stage><block>_branch2a kernels per stage); None for a stage with none."""
+    counts = []
+    for stage in RESNET101_STAGES:
+        prefix = 'res%d' % stage.index
+        counts.append(sum(1 for n in names if n.startswith(prefix)
+                          and n.endswith('_branch2a/weights')))
+    return tuple(counts)
 
 
 def block_names(num_blocks):
@@ -43,30 +91,31 @@ def conv_bn_names(block, branch):
     return 'res%s_branch%s' % (block, branch), 'bn%s_branch%s' % (block, branch)
 
 
-def conv_bn_pairs():
-    """Every (convolution, batch norm) name pair of the network, the batch norm right after
-    its convolution: ('conv1', 'bn_conv1'), then each block's branch1 (first blocks), 2a,
-    2b, 2c."""
+def conv_bn_pairs(blocks=None):
+    """Every (convolution, batch norm) name pair of the network (blocks per stage; None:
+    network_blocks()), the batch norm right after its convolution: ('conv1', 'bn_conv1'),
+    then each block's branch1 (first blocks), 2a, 2b, 2c."""
     yield STEM_CONV_BN
-    for stage in RESNET101_STAGES:
+    for stage in stages(blocks or network_blocks()):
         for i, block in enumerate(block_names(stage.blocks)):
             block = '%d%s' % (stage.index, block)
             for branch in (('1', '2a', '2b', '2c') if i == 0 else ('2a', '2b', '2c')):
                 yield conv_bn_names(block, branch)
 
 
-def fold_batch_norm_op(variables):
+def fold_batch_norm_op(variables, blocks=None):
     """The op that folds every frozen batch norm's scale into its convolution's kernel, for
     a network built with fold_batch_norm=True: run it once, right after the weights are
     restored (it changes the kernels in place). The kernels are folded one after another,
     so that only one scaled copy exists at a time.
 
-    Args: variables: the network's variables (checkpoints.model_variables()).
+    Args: variables: the network's variables (checkpoints.model_variables()); blocks: its
+      blocks per stage (None: network_blocks()).
     Returns: an op.
     """
     by_name = dict((variable_name(v), v) for v in variables)
     folded = []
-    for conv, bn in conv_bn_pairs():
+    for conv, bn in conv_bn_pairs(blocks):
         with tf.control_dependencies(folded[-1:]):
             folded.append(layers.fold_batch_norm_scale(
                 by_name[conv + '/weights'], by_name[bn + '/gamma'],
@@ -105,6 +154,9 @@ class DeepLabResNetModel(object):
       fold_batch_norm: inference only: each batch norm is only its shift, its scale being in
         the preceding convolution's kernel once fold_batch_norm_op has run (one pass less
         over every activation). layers['conv1'] etc. are then the scaled convolutions.
+      blocks: blocks per stage; None: network_blocks(), i.e. ResNet-101's (3, 4, 23, 3)
+        unless the test/debug variable DEEPLAB_BLOCKS says otherwise. Fewer blocks keep
+        the stem, strides, dilations, ASPP and names (tests where size is not the point).
     Attributes:
       update_ops: the moving-average updates this instance made (empty unless is_training and
         update_moving_stats).
@@ -115,7 +167,8 @@ class DeepLabResNetModel(object):
     """
 
     def __init__(self, inputs, is_training=False, num_classes=21, update_moving_stats=True,
-                 bn_decay=BN_DECAY, sync_batch_norm=False, fold_batch_norm=False):
+                 bn_decay=BN_DECAY, sync_batch_norm=False, fold_batch_norm=False,
+                 blocks=None):
         if fold_batch_norm and is_training:
             raise ValueError('fold_batch_norm is for inference (is_training=False)')
         self.is_training = is_training
@@ -125,10 +178,11 @@ class DeepLabResNetModel(object):
         self.num_classes = num_classes
         self.update_moving_stats = update_moving_stats
         self.bn_decay = bn_decay
+        self.blocks = tuple(blocks or network_blocks())
         self.layers = collections.OrderedDict()
         self.layers['data'] = inputs['data']
         x = self._stem(inputs['data'])
-        for stage in RESNET101_STAGES:
+        for stage in stages(self.blocks):
             for i, block in enumerate(block_names(stage.blocks)):
                 x = self._bottleneck(x, '%d%s' % (stage.index, block), stage,
                                      first=(i == 0))
@@ -191,11 +245,11 @@ def output_size(size):
     return layers.conv_output_size(size, 1, 2, 0)
 
 
-def variable_shapes(num_classes=21):
+def variable_shapes(num_classes=21, blocks=RESNET101_BLOCKS):
     """The network's variables: OrderedDict name (without ':0') -> shape tuple, in creation
     order. Built in a scratch graph from the same code as the model."""
     with tf.Graph().as_default():
         DeepLabResNetModel({'data': tf1.placeholder(tf.float32, [1, None, None, 3])},
-                           is_training=False, num_classes=num_classes)
+                           is_training=False, num_classes=num_classes, blocks=blocks)
         return collections.OrderedDict(
             (v.op.name, tuple(v.get_shape().as_list())) for v in tf1.global_variables())

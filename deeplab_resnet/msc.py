@@ -35,7 +35,7 @@ def _cast_getter(dtype):
 
 def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCALES,
                        bn_decay=BN_DECAY, sync_batch_norm=False, precision='float32',
-                       fold_batch_norm=False):
+                       fold_batch_norm=False, blocks=None):
     """Builds one DeepLab tower per scale; variables are created by the first and shared.
 
     Args:
@@ -51,6 +51,7 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
         a loss scale: optim.LossScale.)
       fold_batch_norm: inference with the batch-norm scales folded into the kernels
         (model.fold_batch_norm_op must run once after the weights are restored).
+      blocks: blocks per stage (DeepLabResNetModel; None: ResNet-101's unless DEEPLAB_BLOCKS).
     Returns: MSCOutput. Only the first tower updates batch-norm moving averages.
     """
     size = tf.shape(images)[1:3]
@@ -64,7 +65,7 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
                                      is_training=is_training, num_classes=num_classes,
                                      update_moving_stats=(i == 0), bn_decay=bn_decay,
                                      sync_batch_norm=sync_batch_norm,
-                                     fold_batch_norm=fold_batch_norm)
+                                     fold_batch_norm=fold_batch_norm, blocks=blocks)
         nets.append(net)
         per_scale.append(tf.cast(net.logits, tf.float32))
     fused = per_scale[0]

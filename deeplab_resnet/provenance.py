@@ -188,8 +188,10 @@ def training_record(args, train_list, init, step, class_names, distribution=None
     """
     descriptor = getattr(args, 'descriptor', None)
     import tensorflow as tf
+    from deeplab_resnet.model import network_blocks
     return collections.OrderedDict([
         ('created_by', 'train_msc.py'),
+        ('network_blocks', list(network_blocks())),   # [3, 4, 23, 3]: ResNet-101
         ('created_utc', datetime.datetime.now(datetime.timezone.utc)
          .strftime('%Y-%m-%dT%H:%M:%SZ')),
         ('step', int(step)),

@@ -13,6 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from helpers import SMALL_BLOCKS  # noqa: E402 (after the paths)
+
 
 @pytest.fixture(scope='module')
 def module_dir(tmp_path_factory):
@@ -28,3 +30,14 @@ def module_dir(tmp_path_factory):
     yield make
     for directory in made:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope='module')
+def small_network():
+    """Every network of the module (in this process and in the scripts it starts) is built
+    with SMALL_BLOCKS through the test/debug variable DEEPLAB_BLOCKS. Use it where the
+    network's size is not the point: `pytestmark = pytest.mark.usefixtures('small_network')`
+    (module-scoped, so it is set before the module's fixtures make checkpoints)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv('DEEPLAB_BLOCKS', ','.join(map(str, SMALL_BLOCKS)))
+        yield SMALL_BLOCKS

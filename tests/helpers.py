@@ -1,10 +1,13 @@
 """Small generated datasets and checkpoints for tests (no downloads)."""
 import os
+import re
 
 import numpy as np
 from PIL import Image
 
 from deeplab_resnet.imageio import write_index_png
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def make_dataset(root, num_images=4, sizes=((40, 50), (41, 37)), num_classes=3, seed=0,
@@ -116,3 +119,35 @@ def make_descriptor(directory, data_dir, splits, names=('bg', 'rect', 'disc'),
     descriptor.write(path, 'toy', str(data_dir), len(names), list(names), palette, splits,
                      server_ids=server_ids, img_mean=img_mean)
     return path
+
+
+SMALL_BLOCKS = (1, 1, 1, 1)
+"""Blocks per stage of the small test network: ResNet-101's stem, widths, strides, dilations,
+ASPP and names (res2a.., res5a), one block per stage, about 10x cheaper to build and run."""
+
+
+def original_names(blocks):
+    """The original project's variable names (tests/data/original_variables.txt, 528 for
+    ResNet-101) that a network with `blocks` blocks per stage has: Caffe's block suffixes
+    a, b, c (short stages) or a, b1, b2, ... (long ones), the first `blocks[i]` of each."""
+    def kept(block, count):
+        if block == 'a':
+            return True
+        index = 'abc'.index(block) if block in ('b', 'c') else int(block[1:])
+        return index < count
+    names = set()
+    with open(os.path.join(ROOT, 'tests', 'data', 'original_variables.txt')) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            name = line.split()[0]
+            match = re.match(r'(?:res|bn)(\d)([a-z]\d*)_branch', name)
+            if match is None or kept(match.group(2), blocks[int(match.group(1)) - 2]):
+                names.add(name)
+    return names
+
+
+def num_convolutions(blocks):
+    """Convolutions without bias (each followed by a batch norm): conv1, 3 per block, and the
+    projection shortcut (branch1) of each stage's first block. 104 for ResNet-101."""
+    return 1 + 3 * sum(blocks) + 4

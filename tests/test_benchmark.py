@@ -1,11 +1,16 @@
 """benchmarks/speed.py runs end to end (--quick): valid JSON, every case, positive numbers.
-No timing is asserted."""
+No timing is asserted. The small test network (conftest.small_network, DEEPLAB_BLOCKS): the
+script's paths, not ResNet-101's figures, are tested."""
 import json
 import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.usefixtures('small_network')
 
 SCRIPT = os.path.join(ROOT, 'benchmarks', 'speed.py')
 
@@ -17,6 +22,7 @@ def test_speed_quick_all(tmp_path):
                           stderr=subprocess.PIPE, universal_newlines=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'case' in proc.stdout and 'load average' in proc.stdout
+    assert 'DEEPLAB_BLOCKS=1,1,1,1: TEST/DEBUG network' in proc.stderr
 
     data = json.loads(out.read_text())
     assert data['meta']['quick'] is True

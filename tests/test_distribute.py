@@ -1,8 +1,10 @@
 """train_msc.py on several replicas (MirroredStrategy over logical CPU devices) and several
 worker processes (MultiWorkerMirroredStrategy on 127.0.0.1), against one device.
 
-The network is the real ResNet-101 + ASPP at 33x33 with one scale (--scales 1) to keep the
-graph small; frozen batch norm from a checkpoint whose statistics are those of the images.
+The network is the small test network (ResNet-101's stem, strides, dilations, ASPP and names
+with one block per stage: conftest.small_network, DEEPLAB_BLOCKS) at 33x33 with one scale
+(--scales 1): replication does not depend on the depth. Frozen batch norm from a checkpoint
+whose statistics are those of the images.
 
 How exact "the same" can be: replicas compute each image exactly as one device computing that
 image alone, so 2 replicas x batch 1 match 1 device x batch 1 with --grad-update-every 2 to
@@ -26,8 +28,10 @@ import pytest
 import tensorflow as tf
 
 import train_msc
-from helpers import make_calibrated_checkpoint, make_dataset
+from helpers import (SMALL_BLOCKS, make_calibrated_checkpoint, make_dataset, num_convolutions,
+                     original_names)
 
+pytestmark = pytest.mark.usefixtures('small_network')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 33
 
@@ -98,7 +102,9 @@ def test_two_replicas_equal_one_device_accumulating(runs):
     assert set(last_a) == set(last_b)
     assert last_a['global_step'] == last_b['global_step'] == 2
     slots = list(gradient_slots(last_a))
-    assert len(slots) == 104 + 8    # 104 convolutions + 4 ASPP kernels and biases (BN is frozen)
+    # Every convolution (17: conv1, 3 per block, 4 shortcuts) + 4 ASPP kernels and biases
+    # (BN is frozen).
+    assert len(slots) == num_convolutions(SMALL_BLOCKS) + 8 == 25
     # The gradient of the first update and the momentum after the second.
     assert max_relative(first_b, first_a, slots) < 1e-4
     assert max_relative(last_b, last_a, slots) < 1e-4
@@ -123,9 +129,9 @@ def test_two_replicas_equal_one_device_batch_two(runs):
 
 def test_checkpoints_move_between_replica_counts(runs, setup, capsys):
     """A 2-replica snapshot resumes on one device and the other way round (network, momentum
-    and step), with the same 528 network variables."""
-    with open(os.path.join(ROOT, 'tests', 'data', 'original_variables.txt')) as f:
-        original = {line.split()[0] for line in f if line.strip()}
+    and step), with the same network variables, by the original project's names (those of
+    the 528 that the small network has)."""
+    original = original_names(SMALL_BLOCKS)
     for name, extra in (('two_b1', ['--batch-size', '2']),
                         ('one_b2', ['--batch-size', '1', '--num-replicas', '2'])):
         d, _, before = runs[name]
@@ -136,7 +142,7 @@ def test_checkpoints_move_between_replica_counts(runs, setup, capsys):
         after = read_ckpt(os.path.join(d, 'model.ckpt-3'))
         assert set(after) == set(before) and after['global_step'] == 3
         network = [k for k in after if '/Momentum' not in k and k != 'global_step']
-        assert len(network) == 528 and set(network) == original
+        assert len(network) == 93 and set(network) == original
         # The momentum carried over: the new slots are not just this step's gradient.
         slot = 'fc1_voc12_c0/weights/Momentum'
         assert np.abs(after[slot] - before[slot]).max() < np.abs(before[slot]).max() * 10
@@ -154,7 +160,7 @@ def test_sync_batch_norm_moving_averages_are_those_of_the_global_batch(setup, tm
         assert train_msc.main(argv) == 0
         results[name] = read_ckpt(str(tmp_path / name / 'model.ckpt-1'))
     stats = [k for k in results['one'] if k.endswith(('moving_mean', 'moving_variance'))]
-    assert len(stats) == 2 * 104
+    assert len(stats) == 2 * num_convolutions(SMALL_BLOCKS) == 2 * 17
     assert max_relative(results['one'], results['sync'], stats) < 1e-3
 
 

@@ -256,7 +256,8 @@ def test_contradicting_flags_warn_with_both_values(env):
                                        "(104.007,116.669,122.679); using 1,2,3"]
 
 
-def test_checkpoint_without_record_still_evaluates(env, tmp_path):
+def test_checkpoint_without_record_still_evaluates(env, tmp_path, monkeypatch):
+    monkeypatch.setenv('DEEPLAB_BLOCKS', ','.join(map(str, helpers.SMALL_BLOCKS)))  # small net
     prefix = helpers.make_checkpoint(str(tmp_path / 'bare'), num_classes=3, aspp_std=1e-3)
     out_json = str(tmp_path / 'res.json')
     code, out, err = run_captured(evaluate_msc.main, eval_args(

@@ -1,9 +1,11 @@
 """train_msc.py as a long-running job: SIGTERM between micro-batches, exact resume, a lone
 chief that cannot reach its peer, validation while training, safe defaults.
 
-The runs use the real ResNet-101 + ASPP at 33x33, one scale, batch norm in training mode
-(so the moving averages move with every micro-batch and the roll-back of a dropped update is
-exercised), from a checkpoint whose batch-norm statistics are those of the images.
+The runs use the small test network (ResNet-101's stem, strides, dilations and ASPP with one
+block per stage: conftest.small_network, DEEPLAB_BLOCKS) at 33x33, one scale, batch norm in
+training mode (so the moving averages move with every micro-batch and the roll-back of a
+dropped update is exercised), from a checkpoint whose batch-norm statistics are those of the
+images. What is tested here (signals, resume, validation) does not depend on the depth.
 """
 import json
 import os
@@ -22,6 +24,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 import train_msc
 from helpers import make_calibrated_checkpoint, make_dataset, read_until
 
+pytestmark = pytest.mark.usefixtures('small_network')
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 33
@@ -96,6 +99,7 @@ def test_sigterm_saves_the_last_update_and_resume_is_exact(setup, tmp_path, repl
     prefix = str(snap / ('model.ckpt-%d' % stopped_at))
     record = json.load(open(prefix + '.json'))
     assert record['step'] == stopped_at
+    assert record['network_blocks'] == [1, 1, 1, 1]   # not to be taken for ResNet-101
     assert record['input']['position'] == stopped_at * 2 * int(replicas)
     assert 'resumed from %s at step %d' % (prefix, stopped_at) in resumed
     a = variables(str(tmp_path / 'whole' / ('model.ckpt-%d' % STEPS)))

@@ -1,4 +1,10 @@
-"""train_msc.py: accumulation, learning, summaries, snapshots / resume, bad input."""
+"""train_msc.py: accumulation, learning, summaries, snapshots / resume, bad input.
+
+The small test network (ResNet-101's stem, strides, dilations, ASPP and names with one block
+per stage: conftest.small_network, DEEPLAB_BLOCKS) except in the from-scratch recipe test,
+train_msc.py's end-to-end run of the real ResNet-101 (its 33 residual branches, 104 batch
+norms).
+"""
 import json
 import os
 import re
@@ -16,9 +22,10 @@ import train_msc
 from deeplab_resnet import checkpoints, losses, msc, optim
 from deeplab_resnet.utils import session_config
 from deeplab_resnet.colormap import IGNORE_COLOUR
-from helpers import (TOY_PALETTE, TOY_SERVER_IDS, make_checkpoint, make_dataset,
-                     make_descriptor, read_until)
+from helpers import (TOY_PALETTE, TOY_SERVER_IDS, make_calibrated_checkpoint, make_checkpoint,
+                     make_dataset, make_descriptor, read_until)
 
+pytestmark = pytest.mark.usefixtures('small_network')
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 33
@@ -68,13 +75,15 @@ def _train_graph(batch, k):
     return images, labels, ops, trainable
 
 
-def test_accumulated_micro_batches_equal_one_big_batch(tmp_path):
+def test_accumulated_micro_batches_equal_one_big_batch(data, tmp_path):
     """With frozen batch norm, 2 accumulated batches of 1 give the update of one batch of 2
-    (two updates, so that the momentum is exercised too)."""
+    (two updates, so that the momentum is exercised too). The batch-norm statistics are those
+    of the images (an uncalibrated random network's activations reach ~1e7, where the
+    rounding of other kernels for batch 1 and 2 is no longer negligible)."""
     rng = np.random.RandomState(0)
     x = rng.normal(0, 50, (2, 2, SIZE, SIZE, 3)).astype(np.float32)   # [update, image, ...]
     y = rng.randint(0, 3, (2, 2, SIZE, SIZE, 1)).astype(np.uint8)
-    init = make_checkpoint(str(tmp_path), num_classes=3, aspp_std=0.1)
+    init = make_calibrated_checkpoint(str(tmp_path), data[0], data[1], (SIZE, SIZE))
     results = []
     for batch, k in [(2, 1), (1, 2)]:
         with tf.Graph().as_default():
@@ -172,7 +181,7 @@ def test_kill_and_resume_continue_the_schedule(data, tmp_path):
     proc.wait(timeout=60)
     saved = checkpoints.latest_in_dir(str(snap))
     step = int(saved.rsplit('-', 1)[1])
-    before = tf.train.load_variable(saved, 'res5c_branch2c/weights')
+    before = tf.train.load_variable(saved, 'res5a_branch2c/weights')
     proc = _start(data, snap, '--num-steps', '6', '--save-pred-every', '2', '--is-training',
                   '--scales', '1', '--keep-snapshots', '1')
     out, _ = proc.communicate(timeout=400)
@@ -182,7 +191,7 @@ def test_kill_and_resume_continue_the_schedule(data, tmp_path):
     assert steps == list(range(step + 1, 7))
     lr_first = float(out.split('step %d/6' % (step + 1))[1].split(' lr ')[1].split()[0])
     assert lr_first == pytest.approx(2.5e-4 * (1 - step / 6.) ** 0.9, rel=1e-2)
-    after = tf.train.load_variable(str(snap / 'model.ckpt-6'), 'res5c_branch2c/weights')
+    after = tf.train.load_variable(str(snap / 'model.ckpt-6'), 'res5a_branch2c/weights')
     # Continued from the snapshot: a few small updates away, not a fresh initialisation.
     assert np.abs(after - before).max() < 0.05 * np.abs(before).max()
     # --keep-snapshots 1: the older snapshots and their provenance records are gone.
@@ -240,17 +249,21 @@ def test_not_restore_last_and_non_finite_loss(data, tmp_path, capsys):
                                     '--restore-from', str(tmp_path / 'ck21'),
                                     '--not-restore-last', '--scales', '1')) == 0
     out = capsys.readouterr().out
-    assert 'initialised 520 network variables from %s' % other in out
+    # The 93 variables of the small network less the 8 of the classifier.
+    assert 'initialised 85 network variables from %s' % other in out
     code = train_msc.main(base_args(data, tmp_path / 's4', '--num-steps', '5',
                                     '--learning-rate', '1e30', '--scales', '1'))
     out = capsys.readouterr().out
     assert code == 3 and 'the loss is not finite' in out and 'at step' in out
 
 
-def test_from_scratch_recipe_adam_bn_params_zero_residual(data, tmp_path, capsys):
+def test_from_scratch_recipe_adam_bn_params_zero_residual(data, tmp_path, capsys,
+                                                         monkeypatch):
     """--optimizer adam --train-bn-params --zero-init-residual (the demo's recipe): the 33
     residual branches' last gamma start at 0 and, like every gamma and beta, take Adam's
-    first step (|change| = lr, the first Adam step being lr * sign(g)); Adam slots are saved."""
+    first step (|change| = lr, the first Adam step being lr * sign(g)); Adam slots are saved.
+    The real ResNet-101 (train_msc.py's one end-to-end run of it here)."""
+    monkeypatch.delenv('DEEPLAB_BLOCKS')
     lr = 1e-3
     snap = tmp_path / 'adam'
     assert train_msc.main(base_args(data, snap, '--num-steps', '1', '--scales', '1',
