@@ -68,15 +68,21 @@ def mask_figure(demo_dir, path, count=4, columns=2, gap=4, zoom=2):
     return True
 
 
-def summary_figure(demo_dir, path):
+def _events(demo_dir):
+    """The Event protos of the demo run's event files, in file and record order (read with
+    tf.data: summary_iterator prints a deprecation warning)."""
     import tensorflow as tf
-    events = sorted(glob.glob(os.path.join(demo_dir, 'snapshots', 'events.*')))
+    for name in sorted(glob.glob(os.path.join(demo_dir, 'snapshots', 'events.*'))):
+        for record in tf.data.TFRecordDataset(name):
+            yield tf.compat.v1.Event.FromString(record.numpy())
+
+
+def summary_figure(demo_dir, path):
     last = None
-    for name in events:
-        for event in tf.compat.v1.train.summary_iterator(name):
-            for value in event.summary.value:
-                if value.HasField('image') and value.tag.endswith('/0'):
-                    last = value.image.encoded_image_string
+    for event in _events(demo_dir):
+        for value in event.summary.value:
+            if value.HasField('image') and value.tag.endswith('/0'):
+                last = value.image.encoded_image_string
     if last is None:
         return False
     image = Image.open(io.BytesIO(last))
@@ -102,17 +108,14 @@ def evaluation_figures(demo_dir, out_dir):
 def validation_figure(demo_dir, path, gap=4, zoom=2):
     """The last validation pass's fixed-image rows (validation/images/<i>), one under the
     other (white gaps), enlarged `zoom` times."""
-    import tensorflow as tf
-    events = sorted(glob.glob(os.path.join(demo_dir, 'snapshots', 'events.*')))
     rows, last_step = {}, None
-    for name in events:
-        for event in tf.compat.v1.train.summary_iterator(name):
-            for value in event.summary.value:
-                if value.HasField('image') and value.tag.startswith('validation/images/'):
-                    if event.step != last_step:
-                        rows, last_step = {}, event.step
-                    rows[int(value.tag.rsplit('/', 1)[1])] = np.asarray(
-                        Image.open(io.BytesIO(value.image.encoded_image_string)).convert('RGB'))
+    for event in _events(demo_dir):
+        for value in event.summary.value:
+            if value.HasField('image') and value.tag.startswith('validation/images/'):
+                if event.step != last_step:
+                    rows, last_step = {}, event.step
+                rows[int(value.tag.rsplit('/', 1)[1])] = np.asarray(
+                    Image.open(io.BytesIO(value.image.encoded_image_string)).convert('RGB'))
     if not rows:
         return False
     width = max(r.shape[1] for r in rows.values())
