@@ -14,8 +14,6 @@ The way through for a larger image is --max-side N: its longer side is brought t
 (bilinear) before the network, and the labels come back to the image's size (nearest);
 `fitting_side` says which N fits.
 """
-import os
-
 from deeplab_resnet.errors import InputError
 
 GB = 2.0 ** 30

@@ -222,9 +222,8 @@ def prepare(args, cluster, warn=warn_line, started=None):
     else:
         step = (record or {}).get('step', int(latest.rsplit('-', 1)[1]))
         position = snapshots.resume_position(record, step, geometry, warn)
-    val = (validation.Validation.from_args(args, names, train_list, warn,
-                                                 palette=palette) if args.val_list
-           else None)
+    val = (validation.Validation.from_args(args, names, train_list, warn, palette=palette)
+           if args.val_list else None)
     return RunFacts(names, train_list, cluster, geometry, (latest, record), position, val,
                     time.time() if started is None else started, palette, server_ids)
 

@@ -6,7 +6,6 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from deeplab_resnet import memory
 from deeplab_resnet.errors import InputError

@@ -1,8 +1,6 @@
 """The test/debug knob DEEPLAB_BLOCKS (a network with fewer blocks per stage, for tests where
 the network's size is not the point): ResNet-101 unless set, loud when set, the original
 names of the blocks it keeps, and its checkpoints are refused by a ResNet-101 in one line."""
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
