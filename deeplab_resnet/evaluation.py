@@ -147,13 +147,16 @@ def check_outputs(args, examples):
         raise InputError('%s: --plot-dir is a file, not a directory' % args.plot_dir)
 
 
-def scan_labels(examples, num_classes, ignore_label, check_values=True):
-    """Reads every label once: of its image's size (image header only) and, with
-    check_values, holding only classes 0..num_classes-1 and the ignore label.
+def scan_labels(examples, num_classes, ignore_label, check_values=True, image_sizes=None):
+    """Reads every label once: of its image's size (image header only; image_sizes: the
+    (h, w) of each example's image when the caller has read them) and, with check_values,
+    holding only classes 0..num_classes-1 and the ignore label.
     Raises: InputError naming the first bad label (labels.check_sizes / check_values)."""
-    for ex in examples:
+    if image_sizes is None:
+        image_sizes = [labels.image_size(ex.image) for ex in examples]
+    for ex, image_hw in zip(examples, image_sizes):
         mask = imageio.read_label(ex.label)
-        labels.check_sizes(ex, labels.image_size(ex.image), mask.shape)
+        labels.check_sizes(ex, image_hw, mask.shape)
         if check_values:
             labels.check_values(ex.label, mask, num_classes, ignore_label)
 
@@ -185,10 +188,11 @@ def prepare(args, warn=warn_line):
     check_outputs(args, examples)
     restored = restore_settings(args.restore_from, args.num_classes, args.img_mean,
                                 args.class_names, **cli.dataset_settings(args))
-    memory.check_fits([(ex.image,) + labels.image_size(ex.image) for ex in examples],
+    image_sizes = [labels.image_size(ex.image) for ex in examples]   # headers, read once
+    memory.check_fits([(ex.image,) + hw for ex, hw in zip(examples, image_sizes)],
                       args.scales, args.flip, restored.settings['num_classes'], args.max_side)
     scan_labels(examples, restored.settings['num_classes'], args.ignore_label,
-                check_values=not args.ignore_out_of_range)
+                check_values=not args.ignore_out_of_range, image_sizes=image_sizes)
     for message in restored.warnings:
         warn(message)
     overlap = check_overlap(restored.prefix, restored.record, examples, args.strict, warn)

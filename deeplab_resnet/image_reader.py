@@ -23,6 +23,7 @@ import tensorflow as tf
 from deeplab_resnet import datalist, imageio, labels
 from deeplab_resnet.constants import IGNORE_LABEL, IMG_MEAN_BGR, SCALE_RANGE
 from deeplab_resnet.errors import InputError
+from deeplab_resnet.metrics import out_of_range_values
 
 tf1 = tf.compat.v1
 
@@ -58,9 +59,10 @@ def _pil_image(image_path):
 
 def out_of_range_in_mask(mask, num_classes, ignore_label):
     """Sorted values of a [H, W] uint8 mask that are neither classes 0..C-1 nor the ignore
-    label (a histogram of the 256 values: no sort of the pixels)."""
-    counts = np.bincount(mask.ravel(), minlength=256)
-    return [v for v in np.flatnonzero(counts).tolist() if v >= num_classes and v != ignore_label]
+    label: the values present, from a histogram of the 256 (no sort of the pixels), through
+    the one validator's metrics.out_of_range_values."""
+    present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+    return out_of_range_values(present, num_classes, ignore_label)
 
 
 @_named_input_errors
