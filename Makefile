@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_run
 DEMO_DATA := $(DEMO_DIR)/data
 
-.PHONY: test demo images flags clean-demo
+.PHONY: test demo images flags layout clean-demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,13 @@ demo: $(STAMP)
 images: $(STAMP)
 	bash dataset/run_demo.sh $(PY) $(DEMO_DIR) --images-only
 
-# docs/flags.md: every script's --help, verbatim (tests/test_readme.py checks it).
+# docs/flags.md: every script's --help, verbatim (tests/test_docs_readme.py checks it).
 flags: $(STAMP)
 	$(PY) docs/flags.py
+
+# docs/layout.md's package map: the subpackages' docstrings (tests/test_package_layers.py checks it).
+layout: $(STAMP)
+	$(PY) docs/layout.py
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

@@ -11,8 +11,8 @@ No Caffe installation is needed.
 """
 import argparse
 
-from deeplab_resnet import cli
-from deeplab_resnet.errors import exit_on_input_error
+from deeplab_resnet.common import cli
+from deeplab_resnet.common.errors import exit_on_input_error
 
 EPILOG = """\
 classifier (ASPP) and class count:
@@ -68,7 +68,7 @@ def get_arguments(argv=None):
 @exit_on_input_error
 def main(argv=None):
     args = get_arguments(argv)
-    from deeplab_resnet import convert as conversion
+    from deeplab_resnet.weights import to_checkpoint as conversion
     conversion.convert(args.caffemodel, args.save_dir, num_classes=args.num_classes,
                        reinit_aspp=args.reinit_aspp, seed=args.seed,
                        trained_on=args.trained_on)

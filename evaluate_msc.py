@@ -18,8 +18,8 @@ only (kazuto1011/deeplab-pytorch's convention), each with the classes it covers.
 """
 import sys
 
-from deeplab_resnet import evaluation
-from deeplab_resnet.errors import exit_on_input_error
+from deeplab_resnet.common.errors import exit_on_input_error
+from deeplab_resnet.evaluation import run as evaluation
 
 
 def get_arguments(argv=None):

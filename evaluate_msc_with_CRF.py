@@ -11,8 +11,8 @@ PNG) and <stem>_mask.png (colour mask).
 """
 import sys
 
-from deeplab_resnet import evaluation
-from deeplab_resnet.errors import exit_on_input_error
+from deeplab_resnet.common.errors import exit_on_input_error
+from deeplab_resnet.evaluation import run as evaluation
 
 
 def get_arguments(argv=None):

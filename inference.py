@@ -13,8 +13,10 @@ import argparse
 import sys
 import time
 
-from deeplab_resnet import cli, memory
-from deeplab_resnet.errors import exit_on_input_error
+from deeplab_resnet.common import cli
+from deeplab_resnet.common.errors import exit_on_input_error
+from deeplab_resnet.data import dataset_cli
+from deeplab_resnet.predict import memory
 
 EPILOG = """\
 outputs, per image, in --save-dir:
@@ -58,9 +60,10 @@ def get_arguments(argv=None):
                    help='where the outputs go (default %(default)s)')
     p.add_argument('--data-dir', default='',
                    help='directory the paths of a list file are relative to')
-    cli.add_dataset_arguments(p, 'with --dataset: also segment the images of this split\'s '
-                                 'list (e.g. test)')
-    cli.add_record_class_arguments(p)
+    dataset_cli.add_dataset_arguments(
+        p, 'with --dataset: also segment the images of this split\'s '
+           'list (e.g. test)')
+    dataset_cli.add_record_class_arguments(p)
     p.add_argument('--save-labels', action='store_true',
                    help='also write <stem>.png, a palette PNG of the class indices')
     p.add_argument('--overlay', action='store_true',
@@ -75,13 +78,13 @@ def get_arguments(argv=None):
     cli.add_deterministic_argument(p)
     p.add_argument('--crf', action='store_true',
                    help='refine the probabilities with a dense CRF (flags below)')
-    from deeplab_resnet.crf import add_crf_arguments, add_workers_argument
+    from deeplab_resnet.predict.crf import add_crf_arguments, add_workers_argument
     add_workers_argument(p)
     add_crf_arguments(p)
     p.add_argument('--export-savedmodel', metavar='DIR', default=None,
                    help='write a SavedModel of the network (with --scales and --flip) to DIR, '
                         'a new or empty directory; without IMG_PATH only this is done')
-    args = cli.parse_with_dataset(p, argv, intermixed=True)
+    args = dataset_cli.parse_with_dataset(p, argv, intermixed=True)
     args.images, args.model_weights = args.paths[:-1], args.paths[-1]
     if args.split_list:
         args.images.append(args.split_list)
@@ -97,7 +100,7 @@ def get_arguments(argv=None):
 def main(argv=None):
     start = time.time()
     args = get_arguments(argv)
-    from deeplab_resnet import inference   # TensorFlow loads after the flags are checked
+    from deeplab_resnet.predict import segment as inference   # TensorFlow loads after the flags
     return inference.run(args, start=start)
 
 

@@ -24,12 +24,13 @@ import argparse
 import sys
 import time
 
-from deeplab_resnet import cli
-from deeplab_resnet.constants import (CAFFE_SCALE_SET, DEFAULT_INIT_CHECKPOINT,
-                                      LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS, OPTIMIZERS,
-                                      TRAIN_SCALES)
-from deeplab_resnet.errors import exit_on_input_error
-from deeplab_resnet.stopping import StopFlag
+from deeplab_resnet.common import cli
+from deeplab_resnet.data import datalist, dataset_cli
+from deeplab_resnet.common.constants import (CAFFE_SCALE_SET, DEFAULT_INIT_CHECKPOINT,
+                                             LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS, OPTIMIZERS,
+                                             TRAIN_SCALES)
+from deeplab_resnet.common.errors import exit_on_input_error
+from deeplab_resnet.training.stopping import StopFlag
 
 
 def get_arguments(argv=None):
@@ -38,8 +39,9 @@ def get_arguments(argv=None):
     p.add_argument('--batch-size', type=cli.positive_int, default=1,
                    help='images per micro-batch (default %(default)s)')
     cli.add_data_arguments(p, './dataset/train.txt')
-    cli.add_dataset_arguments(p, 'with --dataset: train on this split\'s list (default: '
-                                 '"train")')
+    dataset_cli.add_dataset_arguments(
+        p, 'with --dataset: train on this split\'s list (default: '
+           '"train")')
     p.add_argument('--grad-update-every', type=cli.positive_int, default=10,
                    help='micro-batches whose mean gradient makes one update (Caffe iter_size; '
                         'default %(default)s)')
@@ -72,7 +74,7 @@ def get_arguments(argv=None):
                    help='class names, one per line, for the snapshots\' provenance records '
                         '(default: --dataset\'s, the VOC names for 21 classes, else '
                         'class_<i>)')
-    cli.add_palette_argument(p)
+    dataset_cli.add_palette_argument(p)
     p.add_argument('--ignore-out-of-range', action='store_true',
                    help='treat label values outside [0, num_classes) as the ignore label '
                         'instead of stopping with an error (the first batch holding one '
@@ -143,7 +145,7 @@ def get_arguments(argv=None):
     p.add_argument('--val-images', type=cli.non_negative_int, default=3, metavar='N',
                    help='show the first N images of --val-list as image | ground truth | '
                         'prediction in TensorBoard at every validation (default %(default)s)')
-    args = cli.parse_with_dataset(p, argv, ('train',))
+    args = dataset_cli.parse_with_dataset(p, argv, ('train',))
     if args.restore_from.lower() == 'none' and not args.is_training:
         p.error('--restore-from none trains from scratch: add --is-training (frozen batch norm '
                 'keeps its initial statistics 0 / 1 and the loss diverges)')
@@ -159,8 +161,10 @@ def get_arguments(argv=None):
 def main(argv=None):
     started = time.time()
     args = get_arguments(argv)
+    for list_path in filter(None, (args.data_list, args.val_list)):   # said before TensorFlow
+        datalist.load_examples(list_path, args.data_dir, need_labels=True)
     with StopFlag() as stop:   # a signal before the first update: one line, exit at once
-        from deeplab_resnet import trainer   # TensorFlow loads after the flags are checked
+        from deeplab_resnet.training import trainer  # TensorFlow loads after the flags are checked
         return trainer.train(args, started=started, stop=stop)
 
 

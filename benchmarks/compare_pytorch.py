@@ -88,8 +88,8 @@ for _path in (HERE, ROOT):
 
 import speed  # noqa: E402  (benchmarks/speed.py: no TensorFlow import at module level)
 
-from deeplab_resnet.constants import (LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS,  # noqa: E402
-                                      LR_MULT_BACKBONE)
+from deeplab_resnet.common.constants import (  # noqa: E402
+    LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS, LR_MULT_BACKBONE)
 
 NUM_CLASSES = speed.NUM_CLASSES
 # speed.py's training recipe (case_train): base lr, momentum, steps, poly power, decay.
@@ -334,7 +334,8 @@ def tf_reference(path):
     the parameter count from variable_shapes(21)."""
     import numpy as np
     import tensorflow as tf
-    from deeplab_resnet import losses, model, msc
+    from deeplab_resnet.network import model, msc
+    from deeplab_resnet.training import losses
     tf1 = tf.compat.v1
     shapes = model.variable_shapes(NUM_CLASSES)
     params = [n for n in shapes if not n.endswith(('moving_mean', 'moving_variance'))]
@@ -508,7 +509,7 @@ def self_check(threads):
     if ref is None:
         return 1
     print('self-check: PyTorch DeepLab-v2 ResNet-101 (benchmarks/pytorch_model.py) vs '
-          'deeplab_resnet.model')
+          'deeplab_resnet.network.model')
     passed = [check_output_sizes(ref)]
     model = pytorch_model.DeepLabV2ResNet101(NUM_CLASSES)
     passed.append(check_parameters(model, ref))

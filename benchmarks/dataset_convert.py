@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Per-file cost of the dataset tools' conversion path (dataset/convert.py), on generated
+"""Per-file cost of the dataset tools' conversion path (dataset/builder.py), on generated
 labels at each dataset's typical size: what a full conversion or scan costs, before running it.
 
     python benchmarks/dataset_convert.py [--files 40] [--repeats 3]
@@ -30,7 +30,7 @@ for path in (ROOT, os.path.join(ROOT, 'benchmarks')):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from dataset import ade20k, cityscapes, cocostuff, convert  # noqa: E402
+from dataset import ade20k, builder, cityscapes, cocostuff  # noqa: E402
 from speed import cpu_model  # noqa: E402
 
 # name, spec, (H, W), stored values, files in the full dataset
@@ -61,7 +61,7 @@ def _make(folder, case, files):
         Image.new('RGB', shape[::-1], (k % 255, 90, 30)).save(os.path.join(folder, image))
         Image.fromarray(_label_map(shape, values, k), mode='L').save(
             os.path.join(folder, source))
-        pairs.append(convert.Pair(image, source, source if not spec.rewrite
+        pairs.append(builder.Pair(image, source, source if not spec.rewrite
                                   else 'out/%d.png' % k))
     return pairs
 
@@ -78,7 +78,7 @@ def time_case(case, files, repeats):
             shutil.rmtree(os.path.join(folder, 'out'), ignore_errors=True)
             start_cpu, start_wall = time.process_time(), time.perf_counter()
             for pair in pairs:
-                convert.convert_pair(spec, folder, folder, pair)
+                builder.convert_pair(spec, folder, folder, pair)
             cpu.append((time.process_time() - start_cpu) / files)
             wall.append((time.perf_counter() - start_wall) / files)
         return statistics.median(cpu), statistics.median(wall)

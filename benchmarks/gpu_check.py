@@ -74,7 +74,7 @@ def fast_precision(warn=lambda message: None):
     """The first of FAST_PRECISION_CANDIDATES that precision.choose keeps on this machine
     (its public function decides, with its warning), else 'float32'. float16 only on a GPU:
     on a CPU it runs (precision.choose keeps it) but many times slower than float32."""
-    from deeplab_resnet import precision
+    from deeplab_resnet.runtime import precision
     on_gpu = precision.gpu_compute_capability() is not None
     for candidate in FAST_PRECISION_CANDIDATES:
         if candidate == 'float16' and not on_gpu:
@@ -135,7 +135,7 @@ def train_config(spec, cluster_config):
 def case_env(spec):
     """Devices line, build facts and the measured GEMM peak per precision."""
     import tensorflow as tf
-    from deeplab_resnet import devices
+    from deeplab_resnet.runtime import devices
     lines = []
     gpus = devices.log_devices(lines.append, lambda m: lines.append('warning: ' + m))
     build = {}
@@ -172,7 +172,7 @@ def gemm_tflops(n, precision, warmup):
 
 
 def _plain_config():
-    from deeplab_resnet.utils import session_config
+    from deeplab_resnet.runtime.session import session_config
     return session_config()
 
 
@@ -181,9 +181,9 @@ def case_train(spec):
     det (two fresh sessions compared), xla, sync_batch_norm (with --is-training). One graph;
     with a strategy for replicas > 1."""
     import tensorflow as tf
-    from deeplab_resnet import devices, distribute
-    from deeplab_resnet.train_step import PAPER, build_train_step
-    from deeplab_resnet.utils import session_config
+    from deeplab_resnet.runtime import devices, distribute
+    from deeplab_resnet.runtime.session import session_config
+    from deeplab_resnet.training.train_step import PAPER, build_train_step
     tf1 = tf.compat.v1
     if spec.get('deterministic'):
         devices.make_deterministic(1234)
@@ -284,8 +284,9 @@ def case_infer(spec):
     """Latency of the first image of each new size and the median of repeated ones, in the
     scripts' inference graph (dynamic size, batch norm folded) and session."""
     import tensorflow as tf
-    from deeplab_resnet import checkpoints, model, msc
-    from deeplab_resnet.utils import session_config
+    from deeplab_resnet.checkpoint import checkpoints
+    from deeplab_resnet.network import model, msc
+    from deeplab_resnet.runtime.session import session_config
     tf1 = tf.compat.v1
     with tf.Graph().as_default() as g:
         images = tf1.placeholder(tf.float32, [1, None, None, 3])
@@ -311,8 +312,8 @@ def case_infer(spec):
 def case_pipeline(spec):
     """ImageReader's training batches of spec['batch'] from generated images: img/s."""
     import tensorflow as tf
-    from deeplab_resnet.image_reader import ImageReader
-    from deeplab_resnet.utils import session_config
+    from deeplab_resnet.data.image_reader import ImageReader
+    from deeplab_resnet.runtime.session import session_config
     tf1 = tf.compat.v1
     batches = max(1, spec['pipeline_images'] // spec['batch'])
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Peak memory of segmenting one image, measured against deeplab_resnet.memory's estimate.
+"""Peak memory of segmenting one image, measured against deeplab_resnet.predict.memory's estimate.
 
     python benchmarks/inference_memory.py [--sizes 512,1024,1448] [--scales 1.0,0.75,0.5]
         [--flip] [--num-classes 21] [--threads 2]
@@ -34,7 +34,7 @@ def child(spec):
     import numpy as np
     sys.path.insert(0, os.path.join(ROOT, 'tests'))
     from helpers import make_checkpoint
-    from deeplab_resnet.predictor import Predictor
+    from deeplab_resnet.predict.predictor import Predictor
     with tempfile.TemporaryDirectory() as tmp:
         prefix = make_checkpoint(tmp, num_classes=spec['num_classes'])
         rows = []
@@ -61,7 +61,7 @@ def main():
     args = p.parse_args()
     if args.child:
         return child(json.loads(args.child))
-    from deeplab_resnet import memory
+    from deeplab_resnet.predict import memory
     spec = {'sizes': [int(s) for s in args.sizes.split(',')],
             'scales': [float(s) for s in args.scales.split(',')], 'flip': args.flip,
             'num_classes': args.num_classes, 'threads': args.threads}

@@ -1,14 +1,14 @@
 """The training input pipeline as it was at a907866 (PIL decoding in `tf.numpy_function`, then
 scale, mirror, pad and crop of the whole image in TensorFlow), frozen here as the yardstick of
-deeplab_resnet.image_reader: benchmarks/speed.py times both in one run, and
-tests/test_reader.py checks that the current pipeline gives the same pixels. Not used by the
+deeplab_resnet.data.image_reader: benchmarks/speed.py times both in one run, and
+tests/test_data_reader.py checks that the current pipeline gives the same pixels. Not used by the
 scripts; do not change it to follow the package.
 """
 import numpy as np
 import tensorflow as tf
 
-from deeplab_resnet import imageio
-from deeplab_resnet.constants import IGNORE_LABEL, IMG_MEAN_BGR, SCALE_RANGE
+from deeplab_resnet.common.constants import IGNORE_LABEL, IMG_MEAN_BGR, SCALE_RANGE
+from deeplab_resnet.data import imageio
 
 tf1 = tf.compat.v1
 

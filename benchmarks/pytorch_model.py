@@ -7,18 +7,18 @@ tf_variable_map / load_tf_weights copy in the weights of this project's TensorFl
 architecture as written here from the published DeepLab-v2 description, its initialisation
 (He; ASPP N(0, 0.01^2)), NCHW float32, eager.
 
-The Caffe names and numbers come from deeplab_resnet.constants (TensorFlow-free);
-deeplab_resnet.model is not imported, so that the PyTorch processes never load TensorFlow.
+The Caffe names and numbers come from deeplab_resnet.common.constants (TensorFlow-free);
+deeplab_resnet.network.model is not imported, so that the PyTorch processes never load TensorFlow.
 """
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from deeplab_resnet.constants import (ASPP_INIT_STD, ASPP_LAYERS, ASPP_RATES, BN_EPSILON,
-                                      IGNORE_LABEL, NUM_CLASSES_VOC)
+from deeplab_resnet.common.constants import (ASPP_INIT_STD, ASPP_LAYERS, ASPP_RATES, BN_EPSILON,
+                                             IGNORE_LABEL, NUM_CLASSES_VOC)
 
 # (Caffe stage index, blocks, bottleneck width, stride of the first block, dilation): the
-# table of deeplab_resnet.model.RESNET101_STAGES (not imported: that module loads TensorFlow).
+# table of deeplab_resnet.network.model.RESNET101_STAGES (not imported: it loads TensorFlow).
 STAGES = ((2, 3, 64, 1, 1), (3, 4, 128, 2, 1), (4, 23, 256, 1, 2), (5, 3, 512, 1, 4))
 
 
@@ -196,7 +196,7 @@ def msc_losses(outputs, labels):
 # ----------------------------------------------------------------------------- TF weights
 
 def block_names(num_blocks):
-    """Caffe's block suffixes (as deeplab_resnet.model.block_names, without TensorFlow)."""
+    """Caffe's block suffixes (as deeplab_resnet.network.model.block_names, without TensorFlow)."""
     if num_blocks <= 3:
         return ['abc'[i] for i in range(num_blocks)]
     return ['a'] + ['b%d' % i for i in range(1, num_blocks)]
@@ -213,7 +213,7 @@ def _conv_bn_names(prefix, conv, bn):
 
 def tf_variable_map():
     """DeepLabV2ResNet101 state_dict key -> TensorFlow variable name of this project's
-    model (deeplab_resnet.model)."""
+    model (deeplab_resnet.network.model)."""
     names = _conv_bn_names('backbone.conv1', 'conv1', 'bn_conv1')
     for s, (index, blocks, _, _, _) in enumerate(STAGES):
         for b, suffix in enumerate(block_names(blocks)):

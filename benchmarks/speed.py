@@ -131,7 +131,7 @@ def count_flops(graph):
 
 def session_config(spec):
     import tensorflow as tf
-    from deeplab_resnet.utils import session_config as base
+    from deeplab_resnet.runtime.session import session_config as base
     precision = spec.get('precision', 'float32')
     grappler = spec['grappler'] or precision == 'amp'
     config = base(spec['threads'], optimize_graph=grappler,
@@ -201,7 +201,8 @@ def case_infer(spec):
     """spec['fetch_probs'] (default False): fetch the softmax probabilities with the labels
     (otherwise the session prunes the softmax, which the labels do not need)."""
     import tensorflow as tf
-    from deeplab_resnet import checkpoints, model, msc
+    from deeplab_resnet.checkpoint import checkpoints
+    from deeplab_resnet.network import model, msc
     tf1 = tf.compat.v1
     h, w = spec['size']
     scales = tuple(spec['scales'])
@@ -236,11 +237,11 @@ def calibrate_batch_norm(images):
     weights with the initial 0 / 1 statistics would blow the activations up and give NaN
     weights after the first update; calibrated, the steps are those of a user fine-tuning."""
     import tensorflow as tf
-    from deeplab_resnet.model import DeepLabResNetModel
+    from deeplab_resnet.network.model import DeepLabResNetModel
     tf1 = tf.compat.v1
     with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
         net = DeepLabResNetModel({'data': images}, is_training=True, num_classes=NUM_CLASSES,
-                                 bn_decay=0.0)
+                                 moving_stats_in_place=False, bn_decay=0.0)
     return tf.group(*net.update_ops)
 
 
@@ -250,7 +251,7 @@ def case_train(spec):
     train_msc.py builds it, from random weights whose batch-norm statistics are those of the
     images (calibrate_batch_norm): every timed step is finite."""
     import tensorflow as tf
-    from deeplab_resnet.train_step import PAPER, build_train_step
+    from deeplab_resnet.training.train_step import PAPER, build_train_step
     tf1 = tf.compat.v1
     h, w = spec['size']
     hparams = PAPER._replace(num_classes=NUM_CLASSES, scales=tuple(spec['scales']),
@@ -288,7 +289,7 @@ def write_dataset(directory, count, size_hw):
     """count JPEG images (smooth colours + noise) and palette PNG labels; returns the list."""
     import numpy as np
     from PIL import Image
-    from deeplab_resnet.colormap import voc_palette_flat
+    from deeplab_resnet.data.colormap import voc_palette_flat
     h, w = size_hw
     rs = np.random.RandomState(0)
     os.makedirs(os.path.join(directory, 'img'))
@@ -337,7 +338,7 @@ def case_pipeline(spec):
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else cpus
     import tensorflow as tf
     from benchmarks import pipeline_reference
-    from deeplab_resnet.image_reader import ImageReader
+    from deeplab_resnet.data.image_reader import ImageReader
     tf1 = tf.compat.v1
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -413,7 +414,7 @@ def _crf_inputs(size_hw, seed):
 
 
 def case_crf(spec):
-    from deeplab_resnet.crf import CRFPool
+    from deeplab_resnet.predict.crf import CRFPool
     workers = spec['workers']
     inputs = [_crf_inputs(spec['image'], s) for s in range(2)]
     per_run = 2 * workers
@@ -586,7 +587,7 @@ def cpu_model():
 
 def cpu_features():
     """{flag: present} for CPU_FEATURES."""
-    from deeplab_resnet.precision import cpu_flags
+    from deeplab_resnet.runtime.precision import cpu_flags
     flags = cpu_flags()
     return dict((f, f in flags) for f in CPU_FEATURES)
 

@@ -19,10 +19,10 @@ colour, (140, 140, 140); it is kept as published.
 """
 import os
 
-from dataset.convert import (LABELS_DIR, DatasetSpec, Pair, Split, no_images, sorted_files,
+from dataset.builder import (LABELS_DIR, DatasetSpec, Pair, Split, no_images, sorted_files,
                              table_from_pairs)
-from deeplab_resnet.constants import IGNORE_LABEL
-from deeplab_resnet.imageio import read_label
+from deeplab_resnet.common.constants import IGNORE_LABEL
+from deeplab_resnet.data.imageio import read_label
 
 NUM_CLASSES = 150
 

@@ -1,6 +1,6 @@
 """Validates a data directory and list before training: every listed file exists and decodes,
 each mask is an index mask of its image's size holding classes 0..N-1 or the ignore label
-(the checks of deeplab_resnet.labels); a summary with the label histogram follows.
+(the checks of deeplab_resnet.data.labels); a summary with the label histogram follows.
 
 Run it as `python -m dataset.tools check --data-dir D --data-list L --num-classes N`.
 """
@@ -9,15 +9,15 @@ import os
 
 import numpy as np
 
-from deeplab_resnet import datalist
-from deeplab_resnet.colormap import class_names
-from deeplab_resnet.constants import IGNORE_LABEL, IMG_MEAN_BGR
-from deeplab_resnet.errors import InputError
-from deeplab_resnet.imageio import read_image, read_label
-from deeplab_resnet.labels import bad_values_text, size_mismatch
-from deeplab_resnet.metrics import out_of_range_values
-from deeplab_resnet.progress import Progress
-from deeplab_resnet.provenance import read_class_names
+from deeplab_resnet.checkpoint.provenance import read_class_names
+from deeplab_resnet.common.constants import IGNORE_LABEL, IMG_MEAN_BGR
+from deeplab_resnet.common.errors import InputError
+from deeplab_resnet.common.names import class_names
+from deeplab_resnet.common.progress import Progress
+from deeplab_resnet.data import datalist
+from deeplab_resnet.data.imageio import read_image, read_label
+from deeplab_resnet.data.labels import bad_values_text, size_mismatch
+from deeplab_resnet.data.labels import out_of_range_values
 
 MAX_VALUES_SHOWN = 5   # bad label values named in one problem line
 NUM_VALUES = 256       # label values an 8-bit mask can hold
@@ -218,7 +218,7 @@ def resolve_settings(args):
 
 def _palette(settings):
     """Class colours for a descriptor: the palette file, the descriptor's, or VOC's."""
-    from deeplab_resnet.colormap import class_palette, label_colours, read_palette_file
+    from deeplab_resnet.data.colormap import class_palette, label_colours, read_palette_file
     d = settings.descriptor
     if settings.palette_file:
         colours, indices = read_palette_file(settings.palette_file)
@@ -233,7 +233,7 @@ def write_descriptor(path, settings, report, use_data_mean=False):
     list file; the descriptor's other splits kept), names, colours, the measured mean as
     data_mean and, only when asked, as img_mean (else the descriptor's img_mean or none: the
     network's mean). Returns the Descriptor as read back."""
-    from deeplab_resnet import descriptor
+    from deeplab_resnet.data import descriptor
     d = settings.descriptor
     splits = collections.OrderedDict(d.splits if d else ())
     name = os.path.splitext(os.path.basename(settings.data_list))[0]

@@ -17,10 +17,10 @@ the 19 labels with a trainId 0..18 are trained, every other id -> 255. Names and
 """
 import os
 
-from dataset.convert import (DatasetSpec, Pair, Split, no_images, sorted_files,
+from dataset.builder import (DatasetSpec, Pair, Split, no_images, sorted_files,
                              table_from_pairs)
-from deeplab_resnet.constants import IGNORE_LABEL
-from deeplab_resnet.imageio import read_label
+from deeplab_resnet.common.constants import IGNORE_LABEL
+from deeplab_resnet.data.imageio import read_label
 
 NUM_IDS = 34   # labelIds 0..33 (labels.py; 'license plate' -1 never appears in a PNG)
 

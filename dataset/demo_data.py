@@ -21,7 +21,7 @@ a couple of pixels wide runs along every boundary between different labels. Imag
 drawn from [min_size, max_size] (odd and even heights are both guaranteed once there are two
 images). Images are JPEG (quality 90), masks palette PNGs holding the indices (VOC palette).
 
-Layout written under the output directory (the list format of deeplab_resnet.datalist):
+Layout written under the output directory (the list format of deeplab_resnet.data.datalist):
 
   JPEGImages/{train,val}_NNNNN.jpg
   SegmentationClass/{train,val}_NNNNN.png
@@ -42,9 +42,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from deeplab_resnet.constants import IGNORE_LABEL
-from deeplab_resnet.errors import InputError
-from deeplab_resnet.imageio import write_index_png
+from deeplab_resnet.common.constants import IGNORE_LABEL
+from deeplab_resnet.common.errors import InputError
+from deeplab_resnet.data.imageio import write_index_png
 
 CLASS_NAMES = ('background', 'striped_disc', 'checker_square', 'dotted_triangle',
                'grid_ring')

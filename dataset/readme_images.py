@@ -4,7 +4,7 @@
 - images/mask.png: image | colour mask of the first four demo inference outputs;
 - images/summary.png: the last TensorBoard image summary of the demo run;
 - images/confusion.png, images/iou.png: the evaluation pictures of the demo's CRF evaluation
-  (deeplab_resnet.plots, drawn again from demo_run/eval_crf.json);
+  (deeplab_resnet.evaluation.plots, drawn again from demo_run/eval_crf.json);
 - images/validation.png: the last validation pass of the demo in TensorBoard, its fixed images
   as image | ground truth | prediction rows (validation/images/<i>).
 """
@@ -17,8 +17,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from deeplab_resnet.colormap import label_colours
-from deeplab_resnet.constants import VOC_CLASS_NAMES
+from deeplab_resnet.common.constants import VOC_CLASS_NAMES
+from deeplab_resnet.data.colormap import label_colours
 
 
 def colour_scheme(path):
@@ -94,7 +94,7 @@ def evaluation_figures(demo_dir, out_dir):
     """confusion.png and iou.png (after / before and after the CRF) from eval_crf.json."""
     import shutil
     import tempfile
-    from deeplab_resnet import plots
+    from deeplab_resnet.evaluation import plots
     results = os.path.join(demo_dir, 'eval_crf.json')
     if not os.path.isfile(results):
         return []

@@ -8,13 +8,13 @@ import os
 import numpy as np
 from PIL import Image
 
-from deeplab_resnet.colormap import (IGNORE_COLOUR, class_palette, make_palette,  # noqa: F401
-                                     pack_rgb, read_palette_file, write_palette_file)
-from deeplab_resnet.constants import IGNORE_LABEL, NUM_CLASSES_VOC
-from deeplab_resnet.errors import InputError
-from deeplab_resnet.imageio import write_index_png
-from deeplab_resnet.labels import bad_values_text
-from deeplab_resnet.progress import Progress
+from deeplab_resnet.data.colormap import (  # noqa: F401
+    IGNORE_COLOUR, class_palette, make_palette, pack_rgb, read_palette_file, write_palette_file)
+from deeplab_resnet.common.constants import IGNORE_LABEL, NUM_CLASSES_VOC
+from deeplab_resnet.common.errors import InputError
+from deeplab_resnet.common.progress import Progress
+from deeplab_resnet.data.imageio import write_index_png
+from deeplab_resnet.data.labels import bad_values_text
 
 MAX_COLOURS_SHOWN = 5   # colours named in one error message
 MASK_EXTENSIONS = ('.png', '.bmp', '.gif', '.tif', '.tiff', '.jpg', '.jpeg')

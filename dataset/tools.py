@@ -18,22 +18,22 @@
   python -m dataset.tools check --dataset dataset.json [--split train]
       Validates a data directory and list before training; exit status 2 on any problem.
 
-Every list is in the format of deeplab_resnet.datalist: 'image_path label_path' per line,
+Every list is in the format of deeplab_resnet.data.datalist: 'image_path label_path' per line,
 paths relative to the data directory (a leading '/' does not make them absolute).
 
 This module is the command line only; the work of each command is in its own module:
-dataset.voc_aug, dataset.rgb2index, dataset.check, and dataset.convert (the one conversion path)
+dataset.voc_aug, dataset.rgb2index, dataset.check, and dataset.builder (the one conversion path)
 with one description per dataset: dataset.cityscapes, dataset.ade20k, dataset.cocostuff.
 """
 import argparse
 import signal
 import sys
 
-from dataset import ade20k, check, cityscapes, cocostuff, convert, rgb2index, voc_aug
-from deeplab_resnet import cli
-from deeplab_resnet.cli import add_num_classes_argument
-from deeplab_resnet.constants import IGNORE_LABEL
-from deeplab_resnet.errors import InputError
+from dataset import ade20k, builder, check, cityscapes, cocostuff, rgb2index, voc_aug
+from deeplab_resnet.common.cli import add_num_classes_argument
+from deeplab_resnet.common.constants import IGNORE_LABEL
+from deeplab_resnet.common.errors import InputError
+from deeplab_resnet.data import dataset_cli
 
 CHECK_SPLIT = 'train'   # the split check reads with --dataset and no --split / --data-list
 
@@ -56,7 +56,7 @@ def _stop_on_sigterm(signum, frame):
 def _cmd_dataset(args):
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        result = convert.build(args.spec, args.root, args.out, progress=not args.quiet,
+        result = builder.build(args.spec, args.root, args.out, progress=not args.quiet,
                                scan=not getattr(args, 'no_scan', False))
     except KeyboardInterrupt:
         print('\nstopped: every label written so far is whole; the same command again skips '
@@ -64,7 +64,7 @@ def _cmd_dataset(args):
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    for line in convert.format_summary(result):
+    for line in builder.format_summary(result):
         print(line)
     return 0
 
@@ -142,7 +142,7 @@ def build_parser():
                        % spec.hint.replace('%', '%%'))
         p.add_argument('--out', default=None,
                        help='data directory to write: lists, dataset.json, converted labels, '
-                            'links to ROOT\'s images (default: ROOT/%s)' % convert.DEFAULT_OUT)
+                            'links to ROOT\'s images (default: ROOT/%s)' % builder.DEFAULT_OUT)
         if not spec.rewrite:
             p.add_argument('--no-scan', action='store_true',
                            help='list the stored labels without decoding each to check its '
@@ -168,8 +168,9 @@ def build_parser():
     add_num_classes_argument(p, None, 'number of classes, background included (required '
                                       'unless --dataset gives it)')
     p.add_argument('--ignore-label', type=int, default=IGNORE_LABEL)
-    cli.add_dataset_arguments(p, 'with --dataset: check this split\'s list (default: '
-                                 '"%s")' % CHECK_SPLIT)
+    dataset_cli.add_dataset_arguments(
+        p, 'with --dataset: check this split\'s list (default: '
+           '"%s")' % CHECK_SPLIT)
     p.add_argument('--class-names', default=None,
                    help='one name per line (default: the descriptor\'s, else '
                         'DATA_DIR/class_names.txt when it matches, VOC names for 21 classes)')
@@ -194,17 +195,18 @@ def build_parser():
 
 def parse_arguments(argv=None):
     """The command line; for check, --dataset FILE's values are the defaults of its flags
-    (cli.apply_dataset), and --data-dir, --data-list, --num-classes are required without it.
+    (dataset_cli.apply_dataset), and --data-dir, --data-list, --num-classes are required
+    without it.
     Raises: InputError for a missing or malformed descriptor, or a split it lacks."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     check_parser = parser._subparsers._group_actions[0].choices['check']
     d = split = None
     if argv[:1] == ['check']:
-        d, split = cli.apply_dataset(check_parser, argv[1:], (CHECK_SPLIT,))
+        d, split = dataset_cli.apply_dataset(check_parser, argv[1:], (CHECK_SPLIT,))
     args = parser.parse_args(argv)
     if args.command == 'check':
-        cli.finish_dataset(check_parser, args, d, split)
+        dataset_cli.finish_dataset(check_parser, args, d, split)
         missing = [flag for flag, dest in (('--data-dir', 'data_dir'), ('--data-list',
                                                                        'data_list'),
                                            ('--num-classes', 'num_classes'))

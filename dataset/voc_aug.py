@@ -1,7 +1,7 @@
 """PASCAL VOC 2012 + SBD -> 'SegmentationClassAug' index PNGs and the lists train_aug.txt
 (10,582 on the real data), train.txt (1,464), val.txt (1,449) and, when VOC has
 ImageSets/Segmentation/test.txt, test.txt (image-only lines), and dataset.json (the descriptor
-of deeplab_resnet.descriptor, written by dataset.convert's writer like every dataset tool's).
+of deeplab_resnet.data.descriptor, written by dataset.builder's writer like every dataset tool's).
 
 Run it as `python -m dataset.tools voc --voc-root VOCdevkit/VOC2012 --sbd-root
 benchmark_RELEASE [--out DIR]`.
@@ -12,13 +12,13 @@ import shutil
 
 import numpy as np
 
-from dataset.convert import write_dataset_json
-from deeplab_resnet.colormap import make_palette
-from deeplab_resnet.constants import NUM_CLASSES_VOC, VOC_CLASS_NAMES
-from deeplab_resnet.errors import InputError
-from deeplab_resnet.imageio import read_label, write_index_png
-from deeplab_resnet.labels import bad_values_text, image_size
-from deeplab_resnet.progress import Progress
+from dataset.builder import write_dataset_json
+from deeplab_resnet.common.constants import NUM_CLASSES_VOC, VOC_CLASS_NAMES
+from deeplab_resnet.common.errors import InputError
+from deeplab_resnet.common.progress import Progress
+from deeplab_resnet.data.colormap import make_palette
+from deeplab_resnet.data.imageio import read_label, write_index_png
+from deeplab_resnet.data.labels import bad_values_text, image_size
 
 MAX_SHOWN = 5   # files or problems named in one error message
 
@@ -29,7 +29,7 @@ VocAugResult = collections.namedtuple(
     'VocAugResult', ['out_dir', 'lists', 'counts', 'descriptor'])
 """out_dir: the data directory; lists: {'train_aug': path, 'train': ..., 'val': ...,
 'test': path or None}; counts: {name: number}; descriptor: the dataset.json written
-(deeplab_resnet.descriptor.Descriptor)."""
+(deeplab_resnet.data.descriptor.Descriptor)."""
 
 Sources = collections.namedtuple('Sources', ['images', 'masks', 'sets', 'sbd_dir'])
 """The input folders: VOC's JPEGImages, SegmentationClass and ImageSets/Segmentation, and

@@ -1,6 +1,6 @@
 """Rewrites docs/flags.md from the five scripts' --help: `python docs/flags.py` (or `make flags`).
 
-Each script's --help is run as tests/test_readme.py runs it (COLUMNS=100,
+Each script's --help is run as tests/test_docs_readme.py runs it (COLUMNS=100,
 TF_CPP_MIN_LOG_LEVEL=3, from the repository root), and pasted verbatim into a fenced block
 under the script's name. The test compares the file with --help on its own; this only saves
 pasting by hand.
@@ -18,7 +18,7 @@ HEADER = """# Flags
 
 Every flag of every script, exactly as `--help` prints it (at `COLUMNS=100`).
 `python docs/flags.py` (or `make flags`) rewrites this file from the scripts;
-`tests/test_readme.py` fails when a script's `--help` is no longer here word for word.
+`tests/test_docs_readme.py` fails when a script's `--help` is no longer here word for word.
 """
 
 

@@ -5,7 +5,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from deeplab_resnet.imageio import write_index_png
+from deeplab_resnet.data.imageio import write_index_png
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,7 +46,7 @@ def make_checkpoint(directory, num_classes=3, seed=0, aspp_std=None):
     """Saves a randomly initialised network (He init; ASPP std 0.01 unless aspp_std) as
     DIR/model.ckpt with a `checkpoint` state file. Returns the prefix."""
     import tensorflow as tf
-    from deeplab_resnet.model import DeepLabResNetModel
+    from deeplab_resnet.network.model import DeepLabResNetModel
     tf1 = tf.compat.v1
     os.makedirs(directory, exist_ok=True)
     with tf.Graph().as_default():
@@ -71,8 +71,8 @@ def make_calibrated_checkpoint(directory, data_root, data_list, input_size, num_
     (one training-mode pass with decay 0), so that it is usable with frozen batch norm.
     Saves DIR/model.ckpt; returns the prefix."""
     import tensorflow as tf
-    from deeplab_resnet.image_reader import ImageReader
-    from deeplab_resnet.model import DeepLabResNetModel
+    from deeplab_resnet.data.image_reader import ImageReader
+    from deeplab_resnet.network.model import DeepLabResNetModel
     tf1 = tf.compat.v1
     os.makedirs(directory, exist_ok=True)
     with tf.Graph().as_default():
@@ -80,7 +80,7 @@ def make_calibrated_checkpoint(directory, data_root, data_list, input_size, num_
         reader = ImageReader(data_root, data_list, input_size, shuffle=False)
         images, _ = reader.dequeue(len(reader))
         net = DeepLabResNetModel({'data': images}, is_training=True, num_classes=num_classes,
-                                 bn_decay=0.0)
+                                 moving_stats_in_place=False, bn_decay=0.0)
         variables = tf1.global_variables()
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
@@ -114,7 +114,7 @@ def make_descriptor(directory, data_dir, splits, names=('bg', 'rect', 'disc'),
                     palette=TOY_PALETTE, server_ids=TOY_SERVER_IDS, img_mean=None):
     """Writes DIRECTORY/dataset.json for a make_dataset tree (splits: name -> list path).
     Returns the descriptor's path."""
-    from deeplab_resnet import descriptor
+    from deeplab_resnet.data import descriptor
     path = os.path.join(str(directory), 'dataset.json')
     descriptor.write(path, 'toy', str(data_dir), len(names), list(names), palette, splits,
                      server_ids=server_ids, img_mean=img_mean)

@@ -10,9 +10,9 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from dataset import ade20k, cityscapes, cocostuff, convert, tools
-from deeplab_resnet import descriptor
-from deeplab_resnet.datalist import load_examples, parse_list
+from dataset import ade20k, builder, cityscapes, cocostuff, tools
+from deeplab_resnet.data import descriptor
+from deeplab_resnet.data.datalist import load_examples, parse_list
 
 # cityscapesScripts helpers/labels.py: id -> trainId of the 19 trained labels; other ids 255.
 CITYSCAPES_ID_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
@@ -212,7 +212,7 @@ def test_conversion_matches_the_definition_pixel_for_pixel(tmp_path, name, capsy
 
 def test_cityscapes_labels_go_beside_the_originals(tmp_path):
     root, expected = _tree(tmp_path, 'cityscapes')
-    convert.build(cityscapes.SPEC, root, progress=False)
+    builder.build(cityscapes.SPEC, root, progress=False)
     beside = [os.path.join(dp, n) for dp, _, names in os.walk(os.path.join(root, 'gtFine'))
               for n in names if n.endswith('_gtFine_labelTrainIds.png')]
     assert len(beside) == sum(v is not None for v in expected.values()) == 6
@@ -227,7 +227,7 @@ def test_read_only_root_with_out_elsewhere(tmp_path, name):
     root, expected = _tree(tmp_path, name)
     before = _snapshot(root)
     out = str(tmp_path / 'elsewhere' / 'out')
-    convert.build(CASES[name][1], root, out, progress=False)
+    builder.build(CASES[name][1], root, out, progress=False)
     assert _snapshot(root) == before          # nothing written, renamed or linked in ROOT
     desc = _check_outputs(root, out, name, expected)
     # The lists are relative to OUT: the data directory moves with it (links are absolute
@@ -241,7 +241,7 @@ def test_read_only_root_with_out_elsewhere(tmp_path, name):
 def test_restart_skips_finished_labels(tmp_path):
     root, _ = _tree(tmp_path, 'ade20k')
     out = str(tmp_path / 'out')
-    first = convert.build(ade20k.SPEC, root, out, progress=False)
+    first = builder.build(ade20k.SPEC, root, out, progress=False)
     assert (first.written, first.skipped) == (5, 0)
     labels = os.path.join(out, 'labels', 'training')
     kept = os.path.join(labels, 'ADE_train_00000001.png')
@@ -249,7 +249,7 @@ def test_restart_skips_finished_labels(tmp_path):
     os.remove(os.path.join(labels, 'ADE_train_00000002.png'))          # "stopped" before it
     with open(os.path.join(labels, 'ADE_train_00000002.png.part'), 'wb') as f:
         f.write(b'half a png')                                           # killed mid-write
-    second = convert.build(ade20k.SPEC, root, out, progress=False)
+    second = builder.build(ade20k.SPEC, root, out, progress=False)
     assert (second.written, second.skipped) == (1, 4)
     assert os.stat(kept).st_mtime_ns == stamp
     assert not os.path.exists(os.path.join(labels, 'ADE_train_00000002.png.part'))
@@ -258,7 +258,7 @@ def test_restart_skips_finished_labels(tmp_path):
 
 def test_stopped_run_keeps_whole_labels_and_the_next_finishes(tmp_path, capsys, monkeypatch):
     root, expected = _tree(tmp_path, 'cocostuff10k')
-    real = convert.write_mode_l_png
+    real = builder.write_mode_l_png
     calls = []
 
     def stop_on_third(path, labels):
@@ -267,13 +267,13 @@ def test_stopped_run_keeps_whole_labels_and_the_next_finishes(tmp_path, capsys, 
             os.kill(os.getpid(), signal.SIGTERM)   # the handler stops the run here
         real(path, labels)
 
-    monkeypatch.setattr(convert, 'write_mode_l_png', stop_on_third)
+    monkeypatch.setattr(builder, 'write_mode_l_png', stop_on_third)
     assert tools.main(['cocostuff10k', '--root', root, '--quiet']) == 130
     assert 'stopped: every label written so far is whole' in capsys.readouterr().err
     labels = os.path.join(root, 'deeplab', 'labels')
     assert sorted(os.listdir(labels)) == sorted(os.path.basename(p) for p in calls[:2])
     assert not os.path.exists(os.path.join(root, 'deeplab', 'dataset.json'))
-    monkeypatch.setattr(convert, 'write_mode_l_png', real)
+    monkeypatch.setattr(builder, 'write_mode_l_png', real)
     assert tools.main(['cocostuff10k', '--root', root, '--quiet']) == 0
     assert 'labels: 3 written, 2 already there (skipped)' in capsys.readouterr().out
     _check_outputs(root, os.path.join(root, 'deeplab'), 'cocostuff10k', expected)

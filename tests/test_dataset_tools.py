@@ -9,10 +9,10 @@ import scipy.io
 from PIL import Image
 
 from dataset import check, rgb2index, tools, voc_aug
-from deeplab_resnet import descriptor
-from deeplab_resnet.colormap import colourise, voc_palette_flat
-from deeplab_resnet.datalist import load_examples, parse_list
-from deeplab_resnet.errors import InputError
+from deeplab_resnet.common.errors import InputError
+from deeplab_resnet.data import descriptor
+from deeplab_resnet.data.colormap import colourise, voc_palette_flat
+from deeplab_resnet.data.datalist import load_examples, parse_list
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -313,7 +313,7 @@ def test_check_size_problem_comes_from_the_label_validator(good_tree, capsys):
     _break_size(good_tree)
     rc, cap = _check(good_tree, capsys)
     assert rc == 2
-    # deeplab_resnet.labels.size_mismatch's line (width x height), after 'LIST:LINE: '.
+    # deeplab_resnet.data.labels.size_mismatch's line (width x height), after 'LIST:LINE: '.
     assert 'list.txt:3: ' in cap.err and 'image is 13x12 but its label is 6x5' in cap.err
 
 

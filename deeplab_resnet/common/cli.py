@@ -1,0 +1,150 @@
+"""argparse pieces the scripts share: typed values and common flags, defined once.
+
+The --dataset flags, which read a descriptor, are in data/dataset_cli.py."""
+import argparse
+
+from deeplab_resnet.common.constants import IGNORE_LABEL, IMG_MEAN_BGR, NUM_CLASSES_VOC
+
+
+def _floats(text, count=None, what='numbers'):
+    try:
+        values = tuple(float(v) for v in text.split(',') if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected comma-separated %s, got %r' % (what, text))
+    if not values or (count and len(values) != count):
+        raise argparse.ArgumentTypeError('expected %s comma-separated %s, got %r'
+                                         % (count or 'some', what, text))
+    return values
+
+
+def img_mean(text):
+    """'104.0,116.7,122.7' -> (B, G, R) floats."""
+    return _floats(text, 3, 'B,G,R values')
+
+
+def input_size(text):
+    """'321,321' -> (h, w) positive ints."""
+    values = _floats(text, 2, 'integers h,w')
+    if any(v <= 0 or v != int(v) for v in values):
+        raise argparse.ArgumentTypeError('input size must be two positive integers h,w, got %r'
+                                         % text)
+    return int(values[0]), int(values[1])
+
+
+def scales(text):
+    """'1.0,0.75,0.5' -> positive floats."""
+    values = _floats(text, None, 'scales')
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError('scales must be positive, got %r' % text)
+    return values
+
+
+def lr_mults(text):
+    """'10,20' -> two non-negative floats."""
+    values = _floats(text, 2, 'multipliers W,B')
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError('multipliers must be >= 0, got %r' % text)
+    return values
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % text)
+    return value
+
+
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected an integer >= 0, got %r' % text)
+    if value < 0:
+        raise argparse.ArgumentTypeError('expected an integer >= 0, got %r' % text)
+    return value
+
+
+def num_replicas(text):
+    """--num-replicas: a positive integer or 'all'."""
+    if text.strip().lower() == 'all':
+        return 'all'
+    return positive_int(text)
+
+
+def add_data_arguments(parser, default_list):
+    parser.add_argument('--data-dir', default='', help='directory the list paths are relative to')
+    parser.add_argument('--data-list', default=default_list,
+                        help='list file: "image_path label_path" per line (default %(default)s)')
+    parser.add_argument('--ignore-label', type=int, default=IGNORE_LABEL,
+                        help='label value ignored by the loss and metrics (default %(default)s)')
+
+
+NUM_CLASSES_FROM_RECORD = ('number of classes, background included (default: the '
+                           'checkpoint\'s provenance record, else %d)' % NUM_CLASSES_VOC)
+IMG_MEAN_FROM_RECORD = ('B,G,R mean subtracted from images (default: the checkpoint\'s '
+                        'provenance record, else the Caffe mean 104.008,116.669,122.679)')
+
+
+def add_num_classes_argument(parser, default=NUM_CLASSES_VOC, help=None, **kwargs):
+    """--num-classes, a positive integer: `default` (None: "not given", resolved later, e.g.
+    from a provenance record; say so in `help`)."""
+    parser.add_argument('--num-classes', type=positive_int, default=default, help=help or (
+        'number of classes, background included (default %(default)s)'), **kwargs)
+
+
+def add_img_mean_argument(parser, from_record=False):
+    """--img-mean B,G,R: the Caffe mean, or with from_record None = the checkpoint's record."""
+    parser.add_argument('--img-mean', type=img_mean,
+                        default=None if from_record else IMG_MEAN_BGR,
+                        help=IMG_MEAN_FROM_RECORD if from_record else (
+                            'B,G,R mean subtracted from images (default: the Caffe mean '
+                            '104.008,116.669,122.679)'))
+
+
+def add_threads_argument(parser):
+    parser.add_argument('--threads', type=non_negative_int, default=0,
+                        help='CPU threads for TensorFlow ops (0: TensorFlow decides)')
+
+
+def add_model_arguments(parser, from_record=False):
+    """--num-classes, --img-mean, --threads. from_record: the first two default to the
+    checkpoint's provenance record (evaluation, inference) instead of 21 and the Caffe mean
+    (training)."""
+    if from_record:
+        add_num_classes_argument(parser, None, NUM_CLASSES_FROM_RECORD)
+    else:
+        add_num_classes_argument(parser)
+    add_img_mean_argument(parser, from_record)
+    add_threads_argument(parser)
+
+
+def add_max_side_argument(parser):
+    """--max-side N (evaluation, inference; memory.py): an image whose longer side exceeds N
+    is segmented brought down to N, its labels brought back to its size."""
+    parser.add_argument('--max-side', type=positive_int, default=None, metavar='N',
+                        help='segment an image whose longer side exceeds N pixels at that '
+                             'side (bilinear), its labels brought back to its size (nearest); '
+                             'for images too large for the memory, which is estimated from '
+                             'the headers before any work (default: every image whole)')
+
+
+def add_precision_argument(parser):
+    parser.add_argument('--precision', choices=('float32', 'bfloat16', 'float16'),
+                        default='float32',
+                        help='arithmetic of the network: bfloat16 is about 1.5x faster on CPUs '
+                             'with AVX512_BF16 or AMX and on GPUs of compute capability 8.0 or '
+                             'more; float16 (training scales the loss) is for GPUs of 7.0 or '
+                             'more (V100, T4); both change a few pixels\' labels; elsewhere '
+                             'they run float32, saying so (float16 without a GPU runs, slowly; '
+                             'default %(default)s)')
+
+
+def add_deterministic_argument(parser):
+    parser.add_argument('--deterministic', action='store_true',
+                        help='TensorFlow\'s op determinism: the same inputs give bitwise the '
+                             'same results on the same hardware and software, also on GPUs '
+                             '(slower; an op without a deterministic kernel stops the run '
+                             'naming it); see docs/gpu.md')
