@@ -30,6 +30,8 @@ from deeplab_resnet.common.constants import (CAFFE_SCALE_SET, DEFAULT_INIT_CHECK
                                              LR_MULT_ASPP_BIASES, LR_MULT_ASPP_WEIGHTS, OPTIMIZERS,
                                              TRAIN_SCALES)
 from deeplab_resnet.common.errors import exit_on_input_error
+from deeplab_resnet.runtime.tf_config import is_chief, read_tf_config
+from deeplab_resnet.training import runlock
 from deeplab_resnet.training.stopping import StopFlag
 
 
@@ -161,11 +163,13 @@ def get_arguments(argv=None):
 def main(argv=None):
     started = time.time()
     args = get_arguments(argv)
-    for list_path in filter(None, (args.data_list, args.val_list)):   # said before TensorFlow
-        datalist.load_examples(list_path, args.data_dir, need_labels=True)
-    with StopFlag() as stop:   # a signal before the first update: one line, exit at once
-        from deeplab_resnet.training import trainer  # TensorFlow loads after the flags are checked
-        return trainer.train(args, started=started, stop=stop)
+    # A signal before the first update: one line, exit at once. The folder's lease (one run
+    # per folder, the folder writable) and the list are checked before TensorFlow loads.
+    chief = is_chief(read_tf_config())
+    with StopFlag() as stop, runlock.acquire(args.snapshot_dir, chief) as lease:
+        datalist.require_list(args.data_list)
+        from deeplab_resnet.training import trainer
+        return trainer.train(args, started=started, stop=stop, lease=lease)
 
 
 if __name__ == '__main__':

@@ -119,7 +119,7 @@ def ops_by_device(graph, run_metadata):
 
 
 def train_config(spec, cluster_config):
-    """The run's Session config: the scripts' (utils.session_config via distribute.setup),
+    """The run's Session config: the scripts' (session.session_config via distribute.setup),
     plus XLA auto-clustering with spec['xla']."""
     import tensorflow as tf
     config = tf.compat.v1.ConfigProto()

@@ -662,13 +662,13 @@ def main(argv=None):
                         'cast to bfloat16 in the graph), amp (Grappler oneDNN bfloat16 '
                         'auto-mixed-precision; turns Grappler on)')
     p.add_argument('--grappler', action='store_true',
-                   help='run Grappler (utils.session_config(optimize_graph=True))')
+                   help='run Grappler (session.session_config(optimize_graph=True))')
     p.add_argument('--unfolded-bn', action='store_true',
                    help='inference with batch norm as its own multiply-add (the training '
                         "graph's form) instead of folded into the kernels, as the scripts run")
     p.add_argument('--plain-session', action='store_true',
                    help="inference sessions configured as training's (Grappler off, 2 "
-                        "inter-op threads) instead of utils.session_config(inference=True), "
+                        "inter-op threads) instead of session.session_config(inference=True), "
                         "the scripts' (fused convolutions, 1 inter-op thread)")
     p.add_argument('--pipeline-threads', default='1,2',
                    help='CPUs the pipeline case runs on, one case per number, comma-separated '

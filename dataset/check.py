@@ -138,7 +138,7 @@ def data_mean_bgr(report):
 def class_names_for(data_dir, num_classes, names_file=None):
     """The names the summary shows: names_file (--class-names; it must hold num_classes
     names), else DATA_DIR/class_names.txt when it holds num_classes names, else the defaults
-    (colormap.class_names: the VOC names for 21 classes, 'class_<i>' otherwise).
+    (names.class_names: the VOC names for 21 classes, 'class_<i>' otherwise).
 
     Raises: InputError naming names_file when it cannot be read or has the wrong count.
     """

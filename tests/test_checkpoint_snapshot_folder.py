@@ -406,7 +406,7 @@ def test_the_event_writer_on_a_full_disk_is_one_line_and_does_not_mask(tmp_path)
 
 # ----------------------------------------------------------------------------- 6, 7 lease
 
-HOLD = ('import sys, time; from deeplab_resnet import runlock; '
+HOLD = ('import sys, time; from deeplab_resnet.training import runlock; '
         'runlock.acquire(sys.argv[1]); print("held", flush=True); time.sleep(120)')
 
 

@@ -312,7 +312,7 @@ MARKED_START = textwrap.dedent('''
     sys.addaudithook(hook)
     import train_msc
     if moment == 'graph':
-        from deeplab_resnet import trainer
+        from deeplab_resnet.training import trainer
         real = trainer.build_train_step
 
         def build_train_step(*args, **kwargs):

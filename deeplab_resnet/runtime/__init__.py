@@ -4,6 +4,7 @@
   demand.
 - `devices.py`: the devices line of every run, `--deterministic`.
 - `precision.py`: float32, bfloat16 or float16 per CPU / GPU, said in one line.
-- `distribute.py`: tf.distribute strategies in graph mode, TF_CONFIG, all-reduce helpers.
+- `tf_config.py`: TF_CONFIG read without TensorFlow (which task this is, the chief or not).
+- `distribute.py`: tf.distribute strategies in graph mode, all-reduce helpers.
 - `session.py`: the Session configuration (threads, Grappler passes of inference graphs).
 """

@@ -15,16 +15,14 @@ The replicas' gradients are summed by the optimisers; losses.py makes every repl
 its share of the global batch's loss, so that the sum is the one-device gradient.
 """
 import collections
-import json
 import os
 
 import tensorflow as tf
 
 from deeplab_resnet.common.errors import InputError
+from deeplab_resnet.runtime.tf_config import TF_CONFIG, is_chief, read_tf_config  # noqa: F401
 
 tf1 = tf.compat.v1
-
-TF_CONFIG = 'TF_CONFIG'
 
 Cluster = collections.namedtuple('Cluster', [
     'strategy', 'num_replicas', 'devices', 'num_workers', 'task_type', 'task_index',
@@ -34,49 +32,6 @@ num_replicas: replicas in sync over all workers; devices: this process's replica
 num_workers, task_type, task_index, is_chief: the TF_CONFIG task (1, 'worker', 0, True
 without TF_CONFIG); target, config: for tf1.Session; run_options: tf1.RunOptions with the
 multi-worker deadline, or None; server: the tf.distribute.Server of a multi-worker run."""
-
-
-def read_tf_config(environ=None):
-    """The TF_CONFIG of a multi-worker run, or None when it is unset or names one task.
-
-    Returns: {'cluster': {job: [host:port, ...]}, 'task': {'type': str, 'index': int}}.
-    Raises: InputError naming what is wrong with a malformed TF_CONFIG.
-    """
-    environ = os.environ if environ is None else environ
-    text = environ.get(TF_CONFIG, '').strip()
-    if not text:
-        return None
-    try:
-        config = json.loads(text)
-    except ValueError as e:
-        raise InputError('TF_CONFIG: not valid JSON (%s)' % e)
-    cluster = config.get('cluster') if isinstance(config, dict) else None
-    task = config.get('task') if isinstance(config, dict) else None
-    if not isinstance(cluster, dict) or not isinstance(task, dict):
-        raise InputError('TF_CONFIG: needs "cluster" ({"worker": ["host:port", ...]}) and '
-                         '"task" ({"type": "worker", "index": i})')
-    unknown = sorted(set(cluster) - {'chief', 'worker'})
-    if unknown:
-        raise InputError('TF_CONFIG: jobs %s are not used by synchronous training (only '
-                         '"chief" and "worker")' % ', '.join(unknown))
-    task_type, index = task.get('type'), task.get('index', 0)
-    hosts = cluster.get(task_type)
-    if not isinstance(hosts, list) or not isinstance(index, int) or not 0 <= index < len(hosts):
-        raise InputError('TF_CONFIG: task %s %r is not in the cluster %s'
-                         % (task_type, index, json.dumps(cluster)))
-    if sum(len(v) for v in cluster.values()) < 2:
-        return None
-    return {'cluster': cluster, 'task': {'type': task_type, 'index': index}}
-
-
-def is_chief(tf_config):
-    """The chief writes checkpoints and summaries: task 'chief', else worker 0."""
-    if tf_config is None:
-        return True
-    task = tf_config['task']
-    if 'chief' in tf_config['cluster']:
-        return task['type'] == 'chief'
-    return task['type'] == 'worker' and task['index'] == 0
 
 
 def local_devices(num_replicas):
@@ -100,7 +55,7 @@ def setup(num_replicas, base_config, timeout_s=600, environ=None, log=print):
     """Chooses the strategy from --num-replicas and TF_CONFIG.
 
     Args:
-      base_config: the tf1.ConfigProto for one device (utils.session_config).
+      base_config: the tf1.ConfigProto for one device (runtime.session.session_config).
       timeout_s: deadline of every sess.run of a multi-worker run.
     Returns: Cluster. Call before building the graph; build it under cluster.strategy.scope().
     """

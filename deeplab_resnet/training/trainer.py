@@ -231,14 +231,19 @@ def prepare(args, cluster, warn=warn_line, started=None):
                     time.time() if started is None else started, palette, server_ids)
 
 
-def train(args, log=print, warn=warn_line, started=None, stop=None):
+def train(args, log=print, warn=warn_line, started=None, stop=None, lease=None):
     """Runs training to args.num_steps; returns the process exit code (0; 3 diverged; 4 a
     worker lost; 130 / 143 stopped by Ctrl-C / SIGTERM). started: when the command started
     (time.time()), for the start-up time logged after the first update. stop: the caller's
-    entered stopping.StopFlag (train_msc.py's, which also covers the imports), else one here."""
-    chief = distribute.is_chief(distribute.read_tf_config())
-    # The lease (one run per folder) also checks that the folder can be written, at once.
-    with runlock.acquire(args.snapshot_dir, chief), tf.Graph().as_default(), \
+    entered stopping.StopFlag (train_msc.py's, which also covers the imports), else one here.
+    lease: the caller's held runlock lease on args.snapshot_dir (train_msc.py takes it before
+    TensorFlow loads), else it is taken here."""
+    if lease is None:   # the lease (one run per folder) also checks the folder can be written
+        chief = distribute.is_chief(distribute.read_tf_config())
+        lease = runlock.acquire(args.snapshot_dir, chief)
+    else:
+        lease = contextlib.nullcontext(lease)
+    with lease, tf.Graph().as_default(), \
             (contextlib.nullcontext(stop) if stop else StopFlag()) as stop:
         tf1.set_random_seed(args.random_seed)
         np.random.seed(args.random_seed)

@@ -31,7 +31,7 @@ import os
 import numpy as np
 
 from deeplab_resnet.checkpoint import provenance
-from deeplab_resnet.data import colormap
+from deeplab_resnet.common.names import class_names
 from deeplab_resnet.weights import caffemodel
 from deeplab_resnet.common.constants import (ASPP_INIT_STD, ASPP_LAYERS, CHANNEL_ORDER,
                                              CHECKPOINT_NAME, IGNORE_LABEL, IMG_MEAN_BGR,
@@ -319,7 +319,7 @@ def conversion_record(ckpt, caffemodel_path, sha256, size, info, seed, num_varia
         ('channel_order', CHANNEL_ORDER),
         ('image_mean', list(IMG_MEAN_BGR)),
         ('ignore_label', IGNORE_LABEL),
-        ('class_names', colormap.class_names(info['num_classes'])),
+        ('class_names', class_names(info['num_classes'])),
         ('variables', num_variables),
         ('parameters', params),
         ('converted_layers', len(info['used'])),
