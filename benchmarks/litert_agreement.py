@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import speed  # noqa: E402 (benchmarks/speed.py: cpu_model, load_average; no TensorFlow)
-from deeplab_resnet import cli  # noqa: E402 (after the path)
+from deeplab_resnet.common import cli  # noqa: E402 (after the path)
 
 
 def main(argv=None):
@@ -46,9 +46,9 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
-    from deeplab_resnet.export import export_savedmodel
-    from deeplab_resnet.inference import collect_images, read_image
-    from deeplab_resnet.litert import export_tflite
+    from deeplab_resnet.predict.export import export_savedmodel
+    from deeplab_resnet.predict.segment import collect_images, read_image
+    from deeplab_resnet.predict.litert import export_tflite
 
     paths = collect_images(images, args.data_dir)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
