@@ -3,6 +3,7 @@
 
   python inference.py IMG_PATH [IMG_PATH ...] MODEL_WEIGHTS [--num-classes 21] [--save-dir DIR]
   python inference.py --export-savedmodel DIR MODEL_WEIGHTS
+  python inference.py --export-tflite FILE MODEL_WEIGHTS
 
 IMG_PATH: an image, a directory (its .jpg/.jpeg/.png/.bmp images, sorted) or a list file in
 the dataset format (.txt, paths relative to --data-dir; labels ignored). MODEL_WEIGHTS (the
@@ -16,7 +17,7 @@ import time
 from deeplab_resnet.common import cli
 from deeplab_resnet.common.errors import exit_on_input_error
 from deeplab_resnet.data import dataset_cli
-from deeplab_resnet.predict import memory
+from deeplab_resnet.predict import litert, memory
 
 EPILOG = """\
 outputs, per image, in --save-dir:
@@ -42,6 +43,11 @@ SavedModel (--export-savedmodel DIR), in plain TensorFlow 2:
   model = tf.saved_model.load(DIR)
   out = model.signatures['serving_default'](image=tf.constant(rgb))   # uint8 [H, W, 3] RGB
   out['labels']: int32 [H, W]; out['probabilities']: float32 [H, W, C]
+
+LiteRT model (--export-tflite FILE; float32; settings in FILE.json), without TensorFlow:
+  from ai_edge_litert.interpreter import Interpreter      # pip install ai-edge-litert
+  out = Interpreter(model_path=FILE).get_signature_runner('serving_default')(image=rgb)
+  out['labels'], out['probabilities']: as the SavedModel's (docs/evaluation.md)
 """
 
 
@@ -49,7 +55,8 @@ def get_arguments(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         usage='%(prog)s [options] IMG_PATH [IMG_PATH ...] MODEL_WEIGHTS\n'
-              '       %(prog)s --export-savedmodel DIR [options] MODEL_WEIGHTS')
+              '       %(prog)s --export-savedmodel DIR [options] MODEL_WEIGHTS\n'
+              '       %(prog)s --export-tflite FILE [options] MODEL_WEIGHTS')
     p.add_argument('paths', nargs='+', metavar='IMG_PATH... MODEL_WEIGHTS',
                    help='images, directories or .txt list files, then the checkpoint prefix '
                         'or directory')
@@ -84,13 +91,21 @@ def get_arguments(argv=None):
     p.add_argument('--export-savedmodel', metavar='DIR', default=None,
                    help='write a SavedModel of the network (with --scales and --flip) to DIR, '
                         'a new or empty directory; without IMG_PATH only this is done')
+    p.add_argument('--export-tflite', metavar='FILE', default=None,
+                   help='write a float32 LiteRT (TensorFlow Lite) model of the network (with '
+                        '--scales and --flip; any image size) to FILE and its settings to '
+                        'FILE.json, neither of which may exist; it runs with the LiteRT '
+                        'interpreter alone (pip install ai-edge-litert); without IMG_PATH '
+                        'only this is done')
     args = dataset_cli.parse_with_dataset(p, argv, intermixed=True)
     args.images, args.model_weights = args.paths[:-1], args.paths[-1]
     if args.split_list:
         args.images.append(args.split_list)
-    if not args.images and not args.export_savedmodel:
-        p.error('give IMG_PATH(s) and MODEL_WEIGHTS (or --export-savedmodel DIR MODEL_WEIGHTS)')
-    conflict = memory.max_side_conflict(args.max_side, args.crf, args.save_probs)
+    if not args.images and not args.export_savedmodel and not args.export_tflite:
+        p.error('give IMG_PATH(s) and MODEL_WEIGHTS (or --export-savedmodel DIR / '
+                '--export-tflite FILE, and MODEL_WEIGHTS)')
+    conflict = (memory.max_side_conflict(args.max_side, args.crf, args.save_probs)
+                or litert.flag_conflict(args))
     if conflict:
         p.error(conflict)
     return args

@@ -153,8 +153,13 @@ def max_pool_ceil(x, kernel, stride, pad):
 
     Args:
       x: [N, H, W, C] float32.
-    Returns: [N, H', W', C], H' = pool_output_size(H, kernel, stride, pad).
+    Returns: [N, H', W', C], H' = pool_output_size(H, kernel, stride, pad). When C is static,
+      the result says so to every shape inference, not only to Python's: the computed
+      paddings leave the pad's shape unknown (the channels too) in a saved graph, and the
+      LiteRT converter then refuses the convolutions that follow (a reshape to a shape whose
+      channel entry is a constant; it changes no value).
     """
+    channels = x.get_shape().as_list()[-1]
     shape = tf.shape(x)
 
     def right_pad(size):
@@ -166,7 +171,10 @@ def max_pool_ceil(x, kernel, stride, pad):
     pad_h, pad_w = right_pad(shape[1]), right_pad(shape[2])
     x = tf.pad(x, [[0, 0], [pad, tf.maximum(pad_h, 0)], [pad, tf.maximum(pad_w, 0)], [0, 0]],
                constant_values=float('-inf'))
-    return tf.nn.max_pool2d(x, kernel, stride, padding='VALID')
+    y = tf.nn.max_pool2d(x, kernel, stride, padding='VALID')
+    if channels is None:
+        return y
+    return tf.reshape(y, tf.concat([tf.shape(y)[:3], [channels]], axis=0))
 
 
 def caffe_moving_average_decay(num_updates, fraction=BN_DECAY):

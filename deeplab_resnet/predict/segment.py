@@ -176,6 +176,9 @@ def run(args, start=None, out=None, err=None):
     if args.export_savedmodel:
         from deeplab_resnet.predict.export import check_export_dir
         check_export_dir(args.export_savedmodel)
+    if getattr(args, 'export_tflite', None):
+        from deeplab_resnet.predict.litert import check_tflite_path
+        check_tflite_path(args.export_tflite)
     if images:
         check_save_dir(args.save_dir, images, output_kinds(args))
         if getattr(args, 'save_server_ids', None):
@@ -197,6 +200,8 @@ def run(args, start=None, out=None, err=None):
     devices.log_devices(log, warn)
     if args.export_savedmodel:
         _export(restored, args, log)
+    if getattr(args, 'export_tflite', None):
+        _export_tflite(restored, args, log)
     if not images:
         return 0
     os.makedirs(args.save_dir, exist_ok=True)
@@ -216,6 +221,21 @@ def _export(restored, args, log):
         'tf.saved_model.load(DIR).signatures["serving_default"](image=<uint8 RGB [H, W, 3]>)'
         % (args.export_savedmodel, time.time() - t, ','.join('%g' % s for s in args.scales),
            ', flip' if args.flip else ''))
+
+
+def _export_tflite(restored, args, log):
+    from deeplab_resnet.predict.litert import export_tflite, settings_path
+    settings = restored.settings
+    t = time.time()
+    export_tflite(restored.prefix, args.export_tflite, settings['num_classes'], args.scales,
+                  args.flip, settings['img_mean'],
+                  settings['class_names'] if settings['names_known'] else None)
+    log('LiteRT model written to %s (%.1f MB, float32; settings in %s) in %.1f s (scales %s%s); '
+        'call it with ai_edge_litert.interpreter.Interpreter(model_path=FILE)'
+        '.get_signature_runner("serving_default")(image=<uint8 RGB [H, W, 3]>)'
+        % (args.export_tflite, os.path.getsize(args.export_tflite) / 1e6,
+           settings_path(args.export_tflite), time.time() - t,
+           ','.join('%g' % s for s in args.scales), ', flip' if args.flip else ''))
 
 
 def read_image(path):
