@@ -323,6 +323,7 @@ def conversion_record(ckpt, source, info, seed, num_variables, params, extra=())
     'aspp' is where the classifier came from ('initialised' or the format); extra: more
     (name, value) fields."""
     import tensorflow as tf
+    from deeplab_resnet import model
     return collections.OrderedDict([
         ('checkpoint', os.path.basename(ckpt)),
         ('num_classes', info['num_classes']),
