@@ -31,12 +31,12 @@ import os
 import numpy as np
 
 from deeplab_resnet.checkpoint import provenance
-from deeplab_resnet.data import colormap
 from deeplab_resnet.weights import caffemodel
 from deeplab_resnet.common.constants import (ASPP_INIT_STD, ASPP_LAYERS, CHANNEL_ORDER,
                                              CHECKPOINT_NAME, IGNORE_LABEL, IMG_MEAN_BGR,
                                              NUM_CLASSES_VOC)
 from deeplab_resnet.common.errors import InputError, warn as warn_line
+from deeplab_resnet.common.names import class_names
 
 MAX_LISTED = 5
 
@@ -323,7 +323,7 @@ def conversion_record(ckpt, source, info, seed, num_variables, params, extra=())
     'aspp' is where the classifier came from ('initialised' or the format); extra: more
     (name, value) fields."""
     import tensorflow as tf
-    from deeplab_resnet import model
+    from deeplab_resnet.network import model
     return collections.OrderedDict([
         ('checkpoint', os.path.basename(ckpt)),
         ('num_classes', info['num_classes']),
@@ -335,7 +335,7 @@ def conversion_record(ckpt, source, info, seed, num_variables, params, extra=())
         ('channel_order', CHANNEL_ORDER),
         ('image_mean', list(IMG_MEAN_BGR)),
         ('ignore_label', IGNORE_LABEL),
-        ('class_names', colormap.class_names(info['num_classes'])),
+        ('class_names', class_names(info['num_classes'])),
         ('network_blocks', list(model.network_blocks())),   # [3, 4, 23, 3]: ResNet-101
         ('variables', num_variables),
         ('parameters', params),

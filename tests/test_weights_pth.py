@@ -23,7 +23,7 @@ from PIL import Image
 import convert as convert_script
 import pth_writer
 from helpers import SMALL_BLOCKS, original_names
-from deeplab_resnet import caffemodel, pth
+from deeplab_resnet.weights import caffemodel, pth
 
 pytestmark = pytest.mark.usefixtures('small_network')
 
@@ -145,7 +145,7 @@ def checkpoint_values(prefix):
 
 def logits(prefix, num_classes, images):
     import tensorflow as tf
-    from deeplab_resnet.model import DeepLabResNetModel
+    from deeplab_resnet.network.model import DeepLabResNetModel
     tf1 = tf.compat.v1
     with tf.Graph().as_default():
         data = tf1.placeholder(tf.float32, [1, None, None, 3])
