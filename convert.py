@@ -85,7 +85,9 @@ def get_arguments(argv=None):
 def main(argv=None):
     args = get_arguments(argv)
     from deeplab_resnet.weights import pth
-    if pth.sniff(args.model):
+    # By content; a file that is neither a PyTorch file nor readable, named .pth / .pt, gets
+    # the PyTorch reader's message rather than the Caffe reader's.
+    if pth.sniff(args.model) or args.model.lower().endswith(('.pth', '.pt')):
         if args.prototxt:
             raise InputError('%s: a PyTorch file needs no prototxt, but %s was given with it '
                              '(a prototxt goes with a .caffemodel)' % (args.model, args.prototxt))

@@ -22,7 +22,7 @@ from PIL import Image
 
 import convert as convert_script
 import pth_writer
-from helpers import SMALL_BLOCKS, original_names
+from helpers import SMALL_BLOCKS, expect_error_line, original_names
 from deeplab_resnet.weights import caffemodel, pth
 
 pytestmark = pytest.mark.usefixtures('small_network')
@@ -125,16 +125,7 @@ def run(argv):
 
 def expect_error(argv, capsys, *fragments):
     """convert.py must exit 2 with one stderr line holding the fragments."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        run(argv)
-    assert info.value.code == 2
-    err = [line for line in capsys.readouterr().err.splitlines()
-           if line.strip() and not line.startswith('WARNING: DEEPLAB_BLOCKS')]
-    assert len(err) == 1 and err[0].startswith('error: '), err
-    for fragment in fragments:
-        assert fragment in err[0], (fragment, err[0])
-    return err[0]
+    return expect_error_line(run, argv, capsys, *fragments)
 
 
 def checkpoint_values(prefix):
@@ -234,6 +225,11 @@ def test_truncated_and_oversized_files_are_refused(tmp_path, capsys, layout):
             f.write(data[:cut])
         expect_error([cut_path, '--save-dir', str(tmp_path / 'out')], capsys, cut_path,
                      'truncated')
+    stub = str(tmp_path / 'stub.pth')   # too short to say what it is
+    with open(stub, 'wb') as f:
+        f.write(data[:3])
+    expect_error([stub, '--save-dir', str(tmp_path / 'out')], capsys, stub,
+                 'not a PyTorch file')
     bomb = str(tmp_path / 'bomb.pth')
     if layout == 'legacy':   # a storage header claiming 10^12 elements
         pth_writer.write_legacy(bomb, state, storage_sizes={'94000000': 10 ** 12})

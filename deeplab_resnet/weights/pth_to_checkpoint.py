@@ -210,7 +210,9 @@ def convert(path, save_dir, num_classes=None, reinit_aspp=False, seed=0, log=pri
     from the file name (provenance.KAZUTO_RELEASES). Returns (checkpoint prefix, record)."""
     trained = to_checkpoint.trained_on_fields(trained_on, path, warn,
                                               default=trained_on_default(path))
-    data = caffemodel.read_bytes(path)
+    if os.path.isdir(path):
+        raise InputError('%s: is a directory, not a .pth file' % path)
+    data = caffemodel.read_bytes(path)   # (its messages for a missing or unreadable file)
     obj, layout = pth.read(data, path)
     source = to_checkpoint.source_fields(path, data, 'pth (%s)' % layout)
     del data
