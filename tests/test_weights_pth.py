@@ -250,6 +250,17 @@ def test_truncated_and_oversized_files_are_refused(tmp_path, capsys, layout):
     assert not os.path.exists(str(tmp_path / 'out'))
 
 
+def test_deeply_nested_object_is_one_line(tmp_path, capsys):
+    # Pickle opcodes by hand: protocol 2, 200,000 empty lists each appended into the one
+    # before (3 bytes a level), in a zip as torch.save lays it out.
+    depth = 200000
+    path = str(tmp_path / 'deep.pth')
+    with zipfile.ZipFile(path, 'w') as z:
+        z.writestr('archive/data.pkl', b'\x80\x02' + b']' * depth + b'a' * (depth - 1) + b'.')
+    expect_error([path, '--save-dir', str(tmp_path / 'out')], capsys, 'deep.pth',
+                 'nested too deeply')
+
+
 # ----------------------------------------------------------------------------- conversion
 
 @pytest.fixture(scope='module')

@@ -371,4 +371,7 @@ def read(data, source):
         raise InputError('%s: not a PyTorch file (neither a zip archive nor the legacy '
                          'magic number)' % source)
     obj, storages = (_read_zip if layout == ZIP else _read_legacy)(data, source)
-    return _resolve(obj, storages, source, set()), layout
+    try:
+        return _resolve(obj, storages, source, set()), layout
+    except RecursionError:   # lists in lists, a few bytes per level: no state dict
+        raise InputError('%s: its object is nested too deeply for a state dict' % source)
