@@ -103,15 +103,22 @@ class TensorRef(_Sealed):
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
 
+def _short(value, width=60):
+    """A string as it is, anything else as its repr, cut to `width` characters (messages
+    stay one readable line)."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= width else text[:width - 3] + '...'
+
+
 def _int(value, what):
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _Refused('%s is %r, not a non-negative integer' % (what, value))
+        raise _Refused('%s is %s, not a non-negative integer' % (what, _short(value)))
     return value
 
 
 def _ints(values, what):
     if not isinstance(values, (tuple, list)):
-        raise _Refused('%s is %r, not a tuple of integers' % (what, values))
+        raise _Refused('%s is %s, not a tuple of integers' % (what, _short(values)))
     return tuple(_int(v, what) for v in values)
 
 
@@ -121,14 +128,14 @@ def _rebuild_tensor(storage, offset, size, stride, *unused):
     offset = _int(offset, 'a tensor offset')
     size, stride = _ints(size, 'a tensor size'), _ints(stride, 'a tensor stride')
     if len(size) != len(stride):
-        raise _Refused('a tensor of size %s with stride %s' % (size, stride))
+        raise _Refused('a tensor of size %s with stride %s' % (_short(size), _short(stride)))
     return TensorRef(storage, offset, size, stride)
 
 
 def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False,
                        backward_hooks=None, metadata=None, *unused):
     if metadata:   # the conjugate / negative bits: values that are not the stored ones
-        raise _Refused('a tensor with metadata %r (conjugate or negative bit)' % (metadata,))
+        raise _Refused('a tensor with metadata %s (conjugate or negative bit)' % _short(metadata))
     return _rebuild_tensor(storage, offset, size, stride)
 
 
@@ -168,19 +175,19 @@ class _Unpickler(pickle.Unpickler):
             raise _Refused('a persistent id where none belongs')
         if (not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != 'storage'
                 or not isinstance(pid[1], StorageType) or not isinstance(pid[2], str)):
-            raise _Refused('a persistent id %r that is not a storage id' % (pid,))
+            raise _Refused('a persistent id %s that is not a storage id' % _short(pid))
         storage_type, key, numel = pid[1], pid[2], _int(pid[4], 'a storage size')
         view = pid[5] if len(pid) == 6 else None
         root = self.storages.get(key)
         if root is None:
             root = self.storages[key] = Storage(storage_type, key, numel)
         elif root.type.dtype != storage_type.dtype or root.numel != numel:
-            raise _Refused('storage %s is named with two types or sizes' % key)
+            raise _Refused('storage %s is named with two types or sizes' % _short(key))
         if view is None:
             return root
         # Legacy storage views (PyTorch < 1.0): (view key, element offset, element count).
         if not isinstance(view, tuple) or len(view) != 3:
-            raise _Refused('storage %s has view metadata %r' % (key, view))
+            raise _Refused('storage %s has view metadata %s' % (_short(key), _short(view)))
         offset, count = _int(view[1], 'a view offset'), _int(view[2], 'a view size')
         if offset + count > numel:
             raise _Refused('a view of %d elements at %d of storage %s, which has %d'
@@ -257,13 +264,13 @@ def _read_zip(data, source):
     if prefix + 'byteorder' in entries:
         order = read(prefix + 'byteorder')
         if order != b'little':
-            raise InputError('%s: byte order %r: only little-endian files are read'
-                             % (source, order.decode('ascii', 'replace')))
+            raise InputError('%s: byte order %s: only little-endian files are read'
+                             % (source, _short(order.decode('ascii', 'replace'))))
     obj, storages = _unpickle(io.BytesIO(read(pickles[0])), source, pickles[0])
     for key, storage in storages.items():
         name = prefix + 'data/' + key
         if name not in entries:
-            raise InputError('%s: storage %s has no entry %s' % (source, key, name))
+            raise InputError('%s: storage %s has no entry of its own' % (source, _short(key)))
         raw = read(name, storage.numel * storage.type.dtype.itemsize)
         storage.data = np.frombuffer(raw, storage.type.dtype, storage.numel)
     return obj, storages
@@ -276,20 +283,22 @@ def _read_legacy(data, source):
     if header[0] != MAGIC_NUMBER:
         raise InputError('%s: not a PyTorch file (no magic number)' % source)
     if header[1] != PROTOCOL_VERSION:
-        raise InputError('%s: legacy protocol version %r, only %d is read'
-                         % (source, header[1], PROTOCOL_VERSION))
+        raise InputError('%s: legacy protocol version %s, only %d is read'
+                         % (source, _short(header[1]), PROTOCOL_VERSION))
     if not isinstance(header[2], dict) or header[2].get('little_endian') is not True:
-        raise InputError('%s: saved on a big-endian machine (system info %r): only '
-                         'little-endian files are read' % (source, header[2]))
+        raise InputError('%s: saved on a big-endian machine (system info %s): only '
+                         'little-endian files are read' % (source, _short(header[2], 100)))
     obj, storages = _unpickle(stream, source, 'the saved object')
     keys, _ = _unpickle(stream, source, 'the storage keys', allow=False)
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise InputError('%s: the storage keys are %r, not a list of names' % (source, keys))
+        raise InputError('%s: the storage keys are %s, not a list of names'
+                         % (source, _short(keys)))
     roots = dict((k, s) for k, s in storages.items())
     for key in keys:
         storage = roots.get(key)
         if storage is None:
-            raise InputError('%s: storage %s is listed but no tensor names it' % (source, key))
+            raise InputError('%s: storage %s is listed but no tensor names it'
+                             % (source, _short(key)))
         pos = stream.tell()
         if len(data) - pos < 8:
             raise InputError('%s: truncated: storage %s has no size (%d bytes left)'
@@ -299,14 +308,14 @@ def _read_legacy(data, source):
         left = len(data) - pos - 8
         if numel != storage.numel or nbytes > left:
             raise InputError('%s: truncated or damaged: storage %s says %d elements (%d bytes), '
-                             '%d named, %d bytes left' % (source, key, numel, nbytes,
+                             '%d named, %d bytes left' % (source, _short(key), numel, nbytes,
                                                           storage.numel, left))
         storage.data = np.frombuffer(data, storage.type.dtype, numel, pos + 8)
         stream.seek(pos + 8 + nbytes)
     missing = [k for k in roots if k not in set(keys)]
     if missing:
         raise InputError('%s: %d storages have no data (%s)'
-                         % (source, len(missing), ', '.join(missing[:MAX_LISTED])))
+                         % (source, len(missing), ', '.join(_short(k, 20) for k in missing[:MAX_LISTED])))
     return obj, storages
 
 
@@ -324,8 +333,9 @@ def tensor(ref, storages, source):
         extent = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride)) + 1
         if extent > storage.numel or count > storage.numel:
             raise InputError('%s: a tensor of size %s (stride %s, offset %d) reaches past its '
-                             'storage %s of %d elements' % (source, ref.size, ref.stride,
-                                                            ref.offset, storage.key,
+                             'storage %s of %d elements' % (source, _short(ref.size),
+                                                            _short(ref.stride), ref.offset,
+                                                            _short(storage.key),
                                                             storage.numel))
         base = 0 if storage.view_of is None else storage.view_of[1]
         flat = storages[storage.key].data[base + ref.offset:base + storage.numel]

@@ -71,8 +71,9 @@ def kazuto_name(var_name, modules):
 
 
 def _listed(names):
-    """The first MAX_LISTED names, in their order."""
-    return ', '.join(names[:MAX_LISTED]) + (', ...' if len(names) > MAX_LISTED else '')
+    """The first MAX_LISTED names, in their order (each cut to 60 characters)."""
+    return (', '.join(n if len(n) <= 60 else n[:57] + '...' for n in names[:MAX_LISTED]) +
+            (', ...' if len(names) > MAX_LISTED else ''))
 
 
 def state_dict(obj, source):
