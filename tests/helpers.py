@@ -151,3 +151,20 @@ def num_convolutions(blocks):
     """Convolutions without bias (each followed by a batch norm): conv1, 3 per block, and the
     projection shortcut (branch1) of each stage's first block. 104 for ResNet-101."""
     return 1 + 3 * sum(blocks) + 4
+
+
+def expect_error_line(main, argv, capsys, *fragments):
+    """main(argv) must exit with status 2 and one stderr line 'error: ...' holding every
+    fragment (the small network's DEEPLAB_BLOCKS warning aside). Returns the line."""
+    import pytest
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines()
+           if line.strip() and not line.startswith('WARNING: DEEPLAB_BLOCKS')]
+    assert len(err) == 1, err
+    assert err[0].startswith('error: ')
+    for fragment in fragments:
+        assert fragment in err[0], (fragment, err[0])
+    return err[0]

@@ -20,6 +20,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import caffe_reference as ref  # noqa: E402
+from helpers import expect_error_line  # noqa: E402
 from deeplab_resnet.checkpoint import provenance
 from deeplab_resnet.weights import caffemodel   # noqa: E402
 from deeplab_resnet.common.constants import IGNORE_LABEL, IMG_MEAN_BGR  # noqa: E402
@@ -68,16 +69,7 @@ def run_main(argv):
 
 def expect_input_error(argv, capsys, *fragments):
     """main(argv) must exit with status 2 and one stderr line containing the fragments."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(argv)
-    assert exit_info.value.code == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1, err
-    assert err[0].startswith('error: ')
-    for fragment in fragments:
-        assert fragment in err[0], (fragment, err[0])
-    return err[0]
+    return expect_error_line(run_main, argv, capsys, *fragments)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -88,6 +88,14 @@ def record_summary(record, path=None):
 AUTHORS_VOC12_MARKER = 'train2_iter_20000'
 AUTHORS_VOC12_TRAINED_ON = "voc12_trainval (authors' release)"
 HE_INIT = 'none (He initialisation)'
+# kazuto1011/deeplab-pytorch's released DeepLab-v2 ResNet-101 models (GitHub release v1.0,
+# deeplabv2_resnet101_msc-<marker>-<iterations>.pth): file-name marker -> what each was
+# trained on (the train split of its configs/<dataset>.yaml).
+KAZUTO_RELEASES = (
+    ('cocostuff164k', 'cocostuff164k_train2017 (kazuto1011/deeplab-pytorch release)'),
+    ('cocostuff10k', 'cocostuff10k_train (kazuto1011/deeplab-pytorch release)'),
+    ('vocaug', 'voc12_train_aug (kazuto1011/deeplab-pytorch release)'),
+)
 _VOC_ID = re.compile(r'^\d{4}_\d{6}$')
 
 

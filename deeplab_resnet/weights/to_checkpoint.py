@@ -31,12 +31,12 @@ import os
 import numpy as np
 
 from deeplab_resnet.checkpoint import provenance
-from deeplab_resnet.common.names import class_names
 from deeplab_resnet.weights import caffemodel
 from deeplab_resnet.common.constants import (ASPP_INIT_STD, ASPP_LAYERS, CHANNEL_ORDER,
                                              CHECKPOINT_NAME, IGNORE_LABEL, IMG_MEAN_BGR,
                                              NUM_CLASSES_VOC)
 from deeplab_resnet.common.errors import InputError, warn as warn_line
+from deeplab_resnet.common.names import class_names
 
 MAX_LISTED = 5
 
@@ -47,9 +47,16 @@ _BLOB_COUNT = {('backbone', CONVOLUTION): 1, ('aspp', CONVOLUTION): 2,
 
 
 @functools.lru_cache(maxsize=None)
-def _variable_shapes(num_classes):
+def _shapes(num_classes, blocks):
+    from deeplab_resnet.network import model
+    return model.variable_shapes(num_classes, blocks)
+
+
+def variable_shapes(num_classes):
+    """The network's variables, name -> shape (model.variable_shapes), for the blocks per
+    stage of network_blocks() (ResNet-101's unless the test/debug DEEPLAB_BLOCKS is set)."""
     from deeplab_resnet.network import model   # TensorFlow: imported only once a model has parsed
-    return model.variable_shapes(num_classes)
+    return _shapes(num_classes, model.network_blocks())
 
 
 def scale_layer_name(bn_name):
@@ -235,7 +242,7 @@ def caffe_to_tf(layers, source, num_classes=None, reinit_aspp=False, seed=0):
     table = _index_layers(layers)
     num_classes, aspp_from_caffemodel, reason = resolve_classes(table, source, num_classes,
                                                                 reinit_aspp)
-    shapes = _variable_shapes(num_classes)
+    shapes = variable_shapes(num_classes)
     needed = required_layers(shapes)
     _check_layers(table, needed, source, aspp_from_caffemodel)
     fresh = {} if aspp_from_caffemodel else fresh_aspp(shapes, seed)
@@ -273,11 +280,12 @@ def save_checkpoint(values, ckpt_prefix):
             return saver.save(sess, ckpt_prefix, write_meta_graph=False)
 
 
-def trained_on_fields(trained_on, caffemodel_path, warn=warn_line):
-    """What the record says the caffemodel was trained on: --trained-on LIST_OR_NAME (a list
+def trained_on_fields(trained_on, caffemodel_path, warn=warn_line, default=None):
+    """What the record says the weights were trained on: --trained-on LIST_OR_NAME (a list
     file: its path, entry count, digest and image names, as train_msc.py records them; else a
     free name), or, for the authors' VOC 2012 release (file name containing
-    train2_iter_20000), VOC 2012 train+val. Returns an OrderedDict of record fields."""
+    train2_iter_20000), VOC 2012 train+val, else `default` (None: unknown).
+    Returns an OrderedDict of record fields."""
     fields = collections.OrderedDict()
     authors = provenance.AUTHORS_VOC12_MARKER in os.path.basename(caffemodel_path)
     if trained_on and os.path.isfile(trained_on):
@@ -291,7 +299,7 @@ def trained_on_fields(trained_on, caffemodel_path, warn=warn_line):
     elif authors:
         fields['trained_on'] = provenance.AUTHORS_VOC12_TRAINED_ON
     else:
-        fields['trained_on'] = None
+        fields['trained_on'] = default
     if authors:
         warn('%s looks like the authors\' VOC 2012 release, trained on VOC 2012 train+val: '
              'its score on VOC12 val is not a fair (held-out) val number'
@@ -299,36 +307,59 @@ def trained_on_fields(trained_on, caffemodel_path, warn=warn_line):
     return fields
 
 
-def conversion_record(ckpt, caffemodel_path, sha256, size, info, seed, num_variables,
-                      params):
-    """The provenance record of a converted checkpoint (without its trained_on fields)."""
+def source_fields(path, data, file_format):
+    """The record's `source`: the weights file's name, SHA-256, size and format."""
+    return collections.OrderedDict([
+        ('file', os.path.basename(path)),
+        ('sha256', hashlib.sha256(data).hexdigest()),
+        ('bytes', len(data)),
+        ('format', file_format),
+    ])
+
+
+def conversion_record(ckpt, source, info, seed, num_variables, params, extra=()):
+    """The provenance record of a converted checkpoint (without its trained_on fields).
+    source: source_fields(...); info: caffe_to_tf's (or the .pth conversion's) info, whose
+    'aspp' is where the classifier came from ('initialised' or the format); extra: more
+    (name, value) fields."""
     import tensorflow as tf
+    from deeplab_resnet.network import model
     return collections.OrderedDict([
         ('checkpoint', os.path.basename(ckpt)),
         ('num_classes', info['num_classes']),
-        ('source', collections.OrderedDict([
-            ('file', os.path.basename(caffemodel_path)),
-            ('sha256', sha256),
-            ('bytes', size),
-            ('format', 'caffemodel'),
-        ])),
+        ('source', source),
         ('aspp', collections.OrderedDict(
-            [('from', 'caffemodel')] if info['aspp'] == 'caffemodel' else
+            [('from', info['aspp'])] if info['aspp'] != 'initialised' else
             [('from', 'initialised'), ('reason', info['aspp_reason']),
              ('weights_std', ASPP_INIT_STD), ('biases', 0.0), ('seed', seed)])),
         ('channel_order', CHANNEL_ORDER),
         ('image_mean', list(IMG_MEAN_BGR)),
         ('ignore_label', IGNORE_LABEL),
         ('class_names', class_names(info['num_classes'])),
+        ('network_blocks', list(model.network_blocks())),   # [3, 4, 23, 3]: ResNet-101
         ('variables', num_variables),
         ('parameters', params),
-        ('converted_layers', len(info['used'])),
+    ] + ([('converted_layers', len(info['used']))] if 'used' in info else []) + list(extra) + [
         ('tensorflow_version', tf.__version__),
         ('git_commit', provenance.git_commit()),
         ('created_by', 'convert.py'),
         ('created_utc', datetime.datetime.now(datetime.timezone.utc)
          .strftime('%Y-%m-%dT%H:%M:%SZ')),
     ])
+
+
+def write_converted(values, info, save_dir, source, trained, seed=0, extra=()):
+    """Writes <save_dir>/model.ckpt from `values` (name -> float32 array) and its provenance
+    record (conversion_record + the trained_on fields `trained`).
+    Returns (checkpoint prefix, record dict, record path, parameter count)."""
+    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise InputError('%s: --save-dir is a file, not a directory' % save_dir)
+    os.makedirs(save_dir, exist_ok=True)
+    ckpt = save_checkpoint(values, os.path.join(save_dir, CHECKPOINT_NAME))
+    params = int(sum(v.size for v in values.values()))
+    record = conversion_record(ckpt, source, info, seed, len(values), params, extra)
+    record.update(trained)   # trained_on [, train_list, train_images]
+    return ckpt, record, provenance.write_record(ckpt, record), params
 
 
 def convert(caffemodel_path, save_dir, num_classes=None, reinit_aspp=False, seed=0,
@@ -338,8 +369,7 @@ def convert(caffemodel_path, save_dir, num_classes=None, reinit_aspp=False, seed
     or a free name (see trained_on_fields). Returns (checkpoint prefix, record dict)."""
     trained = trained_on_fields(trained_on, caffemodel_path, warn)
     data = caffemodel.read_bytes(caffemodel_path)
-    sha256 = hashlib.sha256(data).hexdigest()
-    size = len(data)
+    source = source_fields(caffemodel_path, data, 'caffemodel')
     layers = caffemodel.parse_caffemodel(data, caffemodel_path)
     del data
     values, info = caffe_to_tf(layers, caffemodel_path, num_classes, reinit_aspp, seed)
@@ -348,18 +378,10 @@ def convert(caffemodel_path, save_dir, num_classes=None, reinit_aspp=False, seed
              'N(0, %g^2), biases 0, seed %d): train it before use'
              % (caffemodel_path, info['aspp_reason'], info['num_classes'], ASPP_INIT_STD, seed))
 
-    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
-        raise InputError('%s: --save-dir is a file, not a directory' % save_dir)
-    os.makedirs(save_dir, exist_ok=True)
-    ckpt = save_checkpoint(values, os.path.join(save_dir, CHECKPOINT_NAME))
-
-    params = int(sum(v.size for v in values.values()))
+    ckpt, record, record_path, params = write_converted(values, info, save_dir, source,
+                                                        trained, seed)
     converted = sum(v.size for k, v in values.items()
                     if info['aspp'] == 'caffemodel' or not is_aspp_name(k))
-    record = conversion_record(ckpt, caffemodel_path, sha256, size, info, seed, len(values),
-                               params)
-    record.update(trained)   # trained_on [, train_list, train_images]
-    record_path = provenance.write_record(ckpt, record)
 
     kinds = collections.Counter(t for n, t in required_layers(values)
                                 if n in set(info['used']))
