@@ -78,7 +78,8 @@ def get_arguments(argv=None):
     cli.add_deterministic_argument(p)
     p.add_argument('--crf', action='store_true',
                    help='refine the probabilities with a dense CRF (flags below)')
-    from deeplab_resnet.predict.crf import add_crf_arguments, add_workers_argument
+    from deeplab_resnet.predict.crf import (add_crf_arguments, add_workers_argument,
+                                            resolve_crf_arguments)
     add_workers_argument(p)
     add_crf_arguments(p)
     p.add_argument('--export-savedmodel', metavar='DIR', default=None,
@@ -93,6 +94,7 @@ def get_arguments(argv=None):
     conflict = memory.max_side_conflict(args.max_side, args.crf, args.save_probs)
     if conflict:
         p.error(conflict)
+    resolve_crf_arguments(args)   # --crf-params' file: InputError, one line
     return args
 
 
