@@ -343,8 +343,8 @@ def write_plots(plot_dir, results, source=None):
 # ----------------------------------------------------------------------------- worst images
 
 WORST_FILE = 'worst.png'
-WORST_THUMB_PX = 200     # a thumbnail's box in worst.png (per_image.THUMB_SIDE)
-WORST_LABEL_PX = 34      # the caption above each row
+WORST_THUMB_PX = 200     # each picture scaled to fit this box (per_image.THUMB_SIDE)
+WORST_LABEL_PX = 24      # the caption above each row
 WORST_LEFT_PX, WORST_TOP_PX, WORST_GAP_PX, WORST_LEGEND_PX = 10, 50, 6, 20
 
 
@@ -361,21 +361,26 @@ def draw_worst(rows, class_names, palette=None, ignore_label=255, title='worst i
     from deeplab_resnet.data.colormap import colourise
     plt = _pyplot()
     n_classes = len(class_names)
-    box = max([WORST_THUMB_PX] + [max(r['image'].shape[:2]) for r in rows])
+    box = WORST_THUMB_PX
+    # Each picture scaled to fit box x box (aspect kept): a row is as high as its pictures.
+    fitted = []
+    for r in rows:
+        h, w = r['image'].shape[:2]
+        fitted.append((max(1, round(box * h / max(h, w))), max(1, round(box * w / max(h, w)))))
     shown = sorted({int(v) for r in rows for m in (r['truth'], r['pred'])
                     for v in np.unique(m) if 0 <= v < n_classes and v != ignore_label})
     legend_lines = max(1, -(-len(shown) // 4))
     width = WORST_LEFT_PX * 2 + 3 * box + 2 * WORST_GAP_PX
-    height = (WORST_TOP_PX + len(rows) * (box + WORST_LABEL_PX) + WORST_GAP_PX
-              + legend_lines * WORST_LEGEND_PX + 10)
+    body = sum(h + WORST_LABEL_PX for h, _ in fitted)
+    height = (WORST_TOP_PX + body + WORST_GAP_PX + legend_lines * WORST_LEGEND_PX + 10)
     fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     fig.text(0.5, 1 - 12 / height, title, ha='center', va='top', fontsize=9)
     for col, name in enumerate(('image', 'ground truth', 'prediction')):
         fig.text((WORST_LEFT_PX + col * (box + WORST_GAP_PX) + box / 2) / width,
                  1 - 32 / height, name, ha='center', va='top', fontsize=8)
-    for i, row in enumerate(rows):
-        top = WORST_TOP_PX + i * (box + WORST_LABEL_PX)
-        fig.text(WORST_LEFT_PX / width, 1 - (top + 4) / height,
+    top = WORST_TOP_PX
+    for i, (row, (h, w)) in enumerate(zip(rows, fitted)):
+        fig.text(WORST_LEFT_PX / width, 1 - (top + 6) / height,
                  '%d. %s  mIoU %s  pixel accuracy %s'
                  % (i + 1, row['name'], _mean_text(row['mean_iou']),
                     _mean_text(row['pixel_accuracy'])), ha='left', va='top', fontsize=7)
@@ -383,14 +388,14 @@ def draw_worst(rows, class_names, palette=None, ignore_label=255, title='worst i
         pictures = (row['image'], colourise(truth, n_classes, palette),
                     colourise(row['pred'], n_classes, palette))
         for col, picture in enumerate(pictures):
-            h, w = picture.shape[:2]
             ax = _axes_at(fig, width, height, WORST_LEFT_PX + col * (box + WORST_GAP_PX),
-                          top + WORST_LABEL_PX - 14, w, h)
-            ax.imshow(picture, interpolation='nearest')
+                          top + WORST_LABEL_PX - 8, w, h)
+            ax.imshow(picture, interpolation='nearest', aspect='auto')
             ax.set_axis_off()
+        top += h + WORST_LABEL_PX
     from deeplab_resnet.data.colormap import label_colours
     colours = label_colours(n_classes, palette) / 255.0
-    legend_top = WORST_TOP_PX + len(rows) * (box + WORST_LABEL_PX) + WORST_GAP_PX
+    legend_top = WORST_TOP_PX + body + WORST_GAP_PX
     for k, c in enumerate(shown):
         x = WORST_LEFT_PX + (k % 4) * (width - 2 * WORST_LEFT_PX) / 4
         y = legend_top + (k // 4) * WORST_LEGEND_PX
