@@ -382,6 +382,7 @@ def search(args, log=print, warn=warn_line):
             names = prepared.restored.settings['class_names']
             network_miou = metrics.compute_metrics(network_cm, names)['mean_iou']
             done = read_results(directory)
+            stored = set(done)   # scored before this command
             axes = args.crf_search_grid
             rounds = [(1, coarse_settings(axes))]
             results, listed = [], set()
@@ -389,9 +390,10 @@ def search(args, log=print, warn=warn_line):
             while r < len(rounds):
                 number, settings = rounds[r]
                 todo = [s for s in settings if s not in done]
-                if len(todo) < len(settings):
+                kept = sum(s in stored for s in settings)
+                if kept:
                     log('round %d: %d of its %d settings kept from %s'
-                        % (number, len(settings) - len(todo), len(settings), directory))
+                        % (number, kept, len(settings), directory))
                 if todo:
                     done.update(run_settings(args, prepared, directory, todo, number, base,
                                              log))
