@@ -17,18 +17,18 @@ one table, then DIR/best.json, whose path is the last line (docs/evaluation.md).
 import sys
 
 from deeplab_resnet.common.errors import exit_on_input_error
-from deeplab_resnet.evaluation import run as evaluation
+from deeplab_resnet.evaluation import crf_search, run as evaluation
 
 
 def get_arguments(argv=None):
-    return evaluation.parse_arguments(argv, __doc__, crf=True)
+    return evaluation.parse_arguments(argv, __doc__, crf=True,
+                                      more=[crf_search.add_arguments])
 
 
 @exit_on_input_error
 def main(argv=None):
     args = get_arguments(argv)
     if args.crf_search:
-        from deeplab_resnet.evaluation import crf_search
         crf_search.search(args)
     else:
         evaluation.evaluate(args)

@@ -22,8 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from deeplab_resnet import constants  # noqa: E402
-from deeplab_resnet.crf import CRFParams, dense_crf  # noqa: E402
+from deeplab_resnet.common import constants  # noqa: E402
+from deeplab_resnet.predict.crf import CRFParams, dense_crf  # noqa: E402
 
 SIZE_HW = (375, 500)
 VOC_IMAGES = constants.CRF_SEARCH_IMAGES

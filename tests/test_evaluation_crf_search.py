@@ -21,8 +21,9 @@ sys.path.insert(0, HERE)
 import evaluate_msc_with_CRF  # noqa: E402
 import helpers  # noqa: E402
 import inference  # noqa: E402
-from deeplab_resnet import crf_search, provenance  # noqa: E402
-from deeplab_resnet.constants import IMG_MEAN_BGR  # noqa: E402
+from deeplab_resnet.checkpoint import provenance  # noqa: E402
+from deeplab_resnet.common.constants import IMG_MEAN_BGR  # noqa: E402
+from deeplab_resnet.evaluation import crf_search  # noqa: E402
 from test_evaluation_per_image import check_entries, expect_error, read_pairs  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures('small_network')

@@ -53,7 +53,7 @@ SAVED_KINDS = ('label', 'mask')   # <stem>.png (index PNG), <stem>_mask.png (col
 
 # ----------------------------------------------------------------------------- arguments
 
-def build_parser(description=None, crf=False):
+def build_parser(description=None, crf=False, more=()):
     """The argument parser both evaluation scripts share; crf=True adds the CRF flags.
 
     --num-classes and --img-mean default to None ("not given"): the checkpoint's provenance
@@ -105,14 +105,14 @@ def build_parser(description=None, crf=False):
     if crf:
         add_workers_argument(p, '--num-workers')
         add_crf_arguments(p)
-        from deeplab_resnet.evaluation import crf_search
-        crf_search.add_arguments(p)
+    for add in more:   # e.g. crf_search.add_arguments
+        add(p)
     p.set_defaults(crf=crf)
     return p
 
 
-def parse_arguments(argv=None, description=None, crf=False):
-    p = build_parser(description, crf)
+def parse_arguments(argv=None, description=None, crf=False, more=()):
+    p = build_parser(description, crf, more)
     args = dataset_cli.parse_with_dataset(p, argv, DEFAULT_SPLITS)
     conflict = memory.max_side_conflict(args.max_side, args.crf, False)
     if conflict:
