@@ -179,6 +179,12 @@ def test_bad_search_input(env, tmp_path, capsys):
     args[args.index('--data-list') + 1] = no_labels
     expect_error(capsys, evaluate_msc_with_CRF.main, args, no_labels + ':1', 'label')
     assert not os.path.exists(str(tmp_path / 's'))
+    # A DIR that holds another run's search (here: another checkpoint's).
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'search.json').write_text(json.dumps({'checkpoint': '/elsewhere/model.ckpt'}))
+    expect_error(capsys, evaluate_msc_with_CRF.main, search_args(env, str(other)),
+                 str(other), 'another run', 'checkpoint: "/elsewhere/model.ckpt" there')
     # An unreadable --crf-params file, in the evaluation and in inference.py.
     bad = str(tmp_path / 'bad.json')
     with open(bad, 'w') as f:
