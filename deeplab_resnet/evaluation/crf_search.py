@@ -263,7 +263,7 @@ def store_logits(args, prepared, directory, todo, arithmetic, log, warn):
     return restored
 
 
-def run_settings(args, prepared, directory, settings, round_number, base, log):
+def run_settings(args, prepared, directory, settings, round_number, base):
     """Scores `settings` ((w1, sa, sb) tuples) on every stored image in the worker pool, K
     settings per task; appends each group's rows to DIR/results.jsonl once every image is
     done. Returns the rows {(w1, sa, sb): row}."""
@@ -382,7 +382,7 @@ def search(args, log=print, warn=warn_line):
             names = prepared.restored.settings['class_names']
             network_miou = metrics.compute_metrics(network_cm, names)['mean_iou']
             done = read_results(directory)
-            stored = set(done)   # scored before this command
+            before = set(done)   # scored before this command
             axes = args.crf_search_grid
             rounds = [(1, coarse_settings(axes))]
             results, listed = [], set()
@@ -390,13 +390,12 @@ def search(args, log=print, warn=warn_line):
             while r < len(rounds):
                 number, settings = rounds[r]
                 todo = [s for s in settings if s not in done]
-                kept = sum(s in stored for s in settings)
+                kept = sum(s in before for s in settings)
                 if kept:
                     log('round %d: %d of its %d settings kept from %s'
                         % (number, kept, len(settings), directory))
                 if todo:
-                    done.update(run_settings(args, prepared, directory, todo, number, base,
-                                             log))
+                    done.update(run_settings(args, prepared, directory, todo, number, base))
                 for s in settings:
                     if s not in listed:   # the fine round's centre is the coarse best
                         listed.add(s)
@@ -411,7 +410,9 @@ def search(args, log=print, warn=warn_line):
                 log('stopped (SIGTERM): %d settings and %d images\' logits are kept in %s; '
                     'the same command continues'
                     % (len(read_results(directory)),
-                       len(os.listdir(os.path.join(directory, LOGITS))), directory))
+                       sum(n.endswith('.npz') for n in os.listdir(os.path.join(directory,
+                                                                               LOGITS))),
+                       directory))
             raise
         except KeyboardInterrupt:
             log('stopped (Ctrl-C): what is done is kept in %s; the same command continues'
