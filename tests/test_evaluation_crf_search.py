@@ -49,7 +49,7 @@ def env(module_dir):
 def run_args(env, *extra):
     # --flip: the stored logits are two maps; the search rebuilds the flipped average.
     return ['--data-dir', env['data'], '--data-list', env['val'], '--threads', '2',
-            '--restore-from', env['prefix'], '--scales', '1.0,0.5', '--flip',
+            '--restore-from', env['prefix'], '--scales', '1.0', '--flip',
             '--crf-iterations', '3'] + list(extra)
 
 
