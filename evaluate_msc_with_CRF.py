@@ -7,22 +7,31 @@ on their number.
 
 Prints the table before and after the CRF, a line `mIoU before CRF: x  after CRF: y`, and
 last `mIoU: y` (after the CRF). --save-dir holds the CRF's predictions: <stem>.png (index
-PNG) and <stem>_mask.png (colour mask).
+PNG) and <stem>_mask.png (colour mask). --crf-params FILE takes the parameters from a search's
+best.json.
+
+--crf-search DIR runs DeepLab-v2's search of the bilateral kernel's parameters instead (w1,
+sigma_alpha, sigma_beta on a grid, then a finer round; w2 and sigma_gamma held at --crf-pos-*):
+one table, then DIR/best.json, whose path is the last line (docs/evaluation.md).
 """
 import sys
 
 from deeplab_resnet.common.errors import exit_on_input_error
-from deeplab_resnet.evaluation import run as evaluation
+from deeplab_resnet.evaluation import crf_search, run as evaluation
 
 
 def get_arguments(argv=None):
-    return evaluation.parse_arguments(argv, __doc__, crf=True)
+    return evaluation.parse_arguments(argv, __doc__, crf=True,
+                                      more=[crf_search.add_arguments])
 
 
 @exit_on_input_error
 def main(argv=None):
     args = get_arguments(argv)
-    evaluation.evaluate(args)
+    if args.crf_search:
+        crf_search.search(args)
+    else:
+        evaluation.evaluate(args)
     return 0
 
 

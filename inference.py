@@ -85,7 +85,8 @@ def get_arguments(argv=None):
     cli.add_deterministic_argument(p)
     p.add_argument('--crf', action='store_true',
                    help='refine the probabilities with a dense CRF (flags below)')
-    from deeplab_resnet.predict.crf import add_crf_arguments, add_workers_argument
+    from deeplab_resnet.predict.crf import (add_crf_arguments, add_workers_argument,
+                                            resolve_crf_arguments)
     add_workers_argument(p)
     add_crf_arguments(p)
     p.add_argument('--export-savedmodel', metavar='DIR', default=None,
@@ -108,6 +109,7 @@ def get_arguments(argv=None):
                 or litert.flag_conflict(args))
     if conflict:
         p.error(conflict)
+    resolve_crf_arguments(args)   # --crf-params' file: InputError, one line
     return args
 
 

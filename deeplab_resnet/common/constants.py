@@ -47,6 +47,14 @@ CRF_POS_XY_STD = 1.0
 CRF_BI_W = 4.0
 CRF_BI_XY_STD = 67.0
 CRF_BI_RGB_STD = 3.0
+# DeepLab-v2's CRF search (evaluate_msc_with_CRF.py --crf-search): the Gaussian kernel (w2,
+# sigma_gamma) held fixed (here at --crf-pos-*), w1, sigma_alpha, sigma_beta searched on 100 val
+# images, this coarse grid (128 settings) then a finer round around its best (best +- half a
+# step per axis: 3 x 3 x 3 = 27 settings, one of them the best itself); 155 settings.
+CRF_SEARCH_IMAGES = 100
+CRF_SEARCH_BI_W = (3.0, 4.0, 5.0, 6.0)                                     # w1
+CRF_SEARCH_BI_XY_STD = (30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0)   # sigma_alpha
+CRF_SEARCH_BI_RGB_STD = (3.0, 4.0, 5.0, 6.0)                               # sigma_beta
 
 # Files.
 CHECKPOINT_NAME = 'model.ckpt'   # <dir>/model.ckpt (convert.py), <dir>/model.ckpt-<step> (training)

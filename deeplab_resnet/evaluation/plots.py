@@ -21,6 +21,9 @@ DIR receives:
   CRF script; "n/a" where a class is absent from ground truth and prediction. Every class.
 - ``per_class.csv``: index, name, ground-truth pixels, then IoU, accuracy and predicted pixels
   (per stage, ``_before_crf`` / ``_after_crf`` with the CRF); empty where undefined.
+- ``worst.png`` (with ``--per-image``): the ``--worst N`` images of lowest mIoU, image |
+  ground truth | prediction (draw_worst, per_image); redrawn here when the JSON records the
+  saved predictions (``--save-dir``), else a line says why not.
 - ``confusion.json`` / ``iou.json``: where the cells and bars are in the PNG (pixels from the
   top-left corner), so that a program can read the pictures back.
 
@@ -337,6 +340,116 @@ def write_plots(plot_dir, results, source=None):
     return [os.path.join(plot_dir, name) for name in FILES]
 
 
+# ----------------------------------------------------------------------------- worst images
+
+WORST_FILE = 'worst.png'
+WORST_THUMB_PX = 200     # each picture scaled to fit this box (per_image.THUMB_SIDE)
+WORST_LABEL_PX = 24      # the caption above each row
+WORST_LEFT_PX, WORST_TOP_PX, WORST_GAP_PX, WORST_LEGEND_PX = 10, 50, 6, 20
+
+
+def draw_worst(rows, class_names, palette=None, ignore_label=255, title='worst images'):
+    """worst.png: one row per image, image | ground truth | prediction, masks in the run's
+    colours (`palette`, None: VOC's; the ignore label in VOC's void colour), each row captioned
+    with its rank, name, mIoU and pixel accuracy, and a legend naming the classes the rows
+    show.
+
+    rows: [{'name', 'mean_iou', 'pixel_accuracy', 'image' [h, w, 3] uint8, 'truth' [h, w]
+      int, 'pred' [h, w] int}], worst first (per_image.WorstImages.rows).
+    Returns: PNG bytes.
+    """
+    from deeplab_resnet.data.colormap import colourise
+    plt = _pyplot()
+    n_classes = len(class_names)
+    box = WORST_THUMB_PX
+    # Each picture scaled to fit box x box (aspect kept): a row is as high as its pictures.
+    fitted = []
+    for r in rows:
+        h, w = r['image'].shape[:2]
+        fitted.append((max(1, round(box * h / max(h, w))), max(1, round(box * w / max(h, w)))))
+    shown = sorted({int(v) for r in rows for m in (r['truth'], r['pred'])
+                    for v in np.unique(m) if 0 <= v < n_classes and v != ignore_label})
+    legend_lines = max(1, -(-len(shown) // 4))
+    width = WORST_LEFT_PX * 2 + 3 * box + 2 * WORST_GAP_PX
+    body = sum(h + WORST_LABEL_PX for h, _ in fitted)
+    height = (WORST_TOP_PX + body + WORST_GAP_PX + legend_lines * WORST_LEGEND_PX + 10)
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    fig.text(0.5, 1 - 12 / height, title, ha='center', va='top', fontsize=9)
+    for col, name in enumerate(('image', 'ground truth', 'prediction')):
+        fig.text((WORST_LEFT_PX + col * (box + WORST_GAP_PX) + box / 2) / width,
+                 1 - 32 / height, name, ha='center', va='top', fontsize=8)
+    top = WORST_TOP_PX
+    for i, (row, (h, w)) in enumerate(zip(rows, fitted)):
+        fig.text(WORST_LEFT_PX / width, 1 - (top + 6) / height,
+                 '%d. %s  mIoU %s  pixel accuracy %s'
+                 % (i + 1, row['name'], _mean_text(row['mean_iou']),
+                    _mean_text(row['pixel_accuracy'])), ha='left', va='top', fontsize=7)
+        truth = np.where(np.asarray(row['truth']) == ignore_label, 255, row['truth'])
+        pictures = (row['image'], colourise(truth, n_classes, palette),
+                    colourise(row['pred'], n_classes, palette))
+        for col, picture in enumerate(pictures):
+            ax = _axes_at(fig, width, height, WORST_LEFT_PX + col * (box + WORST_GAP_PX),
+                          top + WORST_LABEL_PX - 8, w, h)
+            ax.imshow(picture, interpolation='nearest', aspect='auto')
+            ax.set_axis_off()
+        top += h + WORST_LABEL_PX
+    from deeplab_resnet.data.colormap import label_colours
+    colours = label_colours(n_classes, palette) / 255.0
+    legend_top = WORST_TOP_PX + body + WORST_GAP_PX
+    for k, c in enumerate(shown):
+        x = WORST_LEFT_PX + (k % 4) * (width - 2 * WORST_LEFT_PX) / 4
+        y = legend_top + (k // 4) * WORST_LEGEND_PX
+        ax = _axes_at(fig, width, height, x, y, 12, 12)
+        ax.imshow(colours[c][None, None], interpolation='nearest')
+        ax.set_axis_off()
+        fig.text((x + 16) / width, 1 - (y + 6) / height, _label(c, class_names[c]),
+                 ha='left', va='center', fontsize=7)
+    return _png(fig, plt)
+
+
+def write_worst(plot_dir, rows, results):
+    """worst.png in plot_dir from WorstImages rows and the results' settings (class names,
+    palette, ignore label). Returns its path."""
+    settings = results['settings']
+    stage = ' after the CRF' if results.get('crf') else ''
+    png = draw_worst(rows, settings['class_names'], settings.get('palette'),
+                     settings.get('ignore_label', 255),
+                     'the %d worst images by their mIoU%s' % (len(rows), stage))
+    os.makedirs(plot_dir, exist_ok=True)
+    path = os.path.join(plot_dir, WORST_FILE)
+    _write(path, png)
+    return path
+
+
+def redraw_worst(plot_dir, results):
+    """worst.png again from an --output-json file with --per-image figures: the worst entries'
+    image, label and saved prediction (--save-dir) read back and brought to thumbnails.
+    Returns (path, None) or (None, the reason it cannot be drawn)."""
+    from deeplab_resnet.data import imageio
+    from deeplab_resnet.evaluation import per_image
+    worst = results.get('worst')
+    if not results.get('per_image'):
+        return None, 'the results have no per-image figures (evaluate with --per-image)'
+    if not worst or not worst.get('predictions_saved'):
+        return None, ('the evaluation did not save its predictions (--save-dir), so the worst '
+                      'images\' predictions cannot be read back')
+    rows = []
+    for e in per_image.worst_entries(results['per_image'], worst['n']):
+        paths = (e['image'], e['label'], e.get('prediction'))
+        missing = [p for p in paths if not p or not os.path.isfile(p)]
+        if missing:
+            return None, '%s is gone since the evaluation' % missing[0]
+        image, truth, pred = (imageio.read_image(paths[0]), imageio.read_label(paths[1]),
+                              imageio.read_label(paths[2]))
+        if truth.shape != image.shape[:2] or pred.shape != truth.shape:
+            return None, '%s: the image, its label and prediction differ in size' % paths[0]
+        small, small_truth, small_pred = per_image.thumbnails(image, truth, pred)
+        rows.append({'index': e['index'], 'name': os.path.basename(e['image']),
+                     'mean_iou': e['mean_iou'], 'pixel_accuracy': e['pixel_accuracy'],
+                     'image': small, 'truth': small_truth, 'pred': small_pred})
+    return write_worst(plot_dir, rows, results), None
+
+
 def _write(path, data):
     with open(path + '.tmp', 'wb') as f:
         f.write(data)
@@ -367,7 +480,14 @@ def main(argv=None):
                                    'evaluate_msc_with_CRF.py --output-json')
     p.add_argument('--plot-dir', required=True, metavar='DIR', help='where to write them')
     args = p.parse_args(argv)
-    paths = write_plots(args.plot_dir, read_results(args.results), args.results)
+    results = read_results(args.results)
+    paths = write_plots(args.plot_dir, results, args.results)
+    if results.get('per_image') is not None:
+        path, why_not = redraw_worst(args.plot_dir, results)
+        if path:
+            paths.append(path)
+        else:
+            print('%s not drawn: %s' % (WORST_FILE, why_not))
     print('wrote %s' % ', '.join(paths))
     return 0
 

@@ -35,11 +35,11 @@ from deeplab_resnet.checkpoint import provenance
 from deeplab_resnet.common import cli
 from deeplab_resnet.common.constants import TRAIN_SCALES
 from deeplab_resnet.data import datalist, dataset_cli, imageio, labels, server_ids
-from deeplab_resnet.evaluation import metrics
+from deeplab_resnet.evaluation import metrics, per_image
 from deeplab_resnet.predict import memory
 from deeplab_resnet.runtime import precision
 from deeplab_resnet.predict.crf import (CRFPool, add_crf_arguments, add_workers_argument,
-                                        crf_params_from_args)
+                                        crf_params_from_args, resolve_crf_arguments)
 from deeplab_resnet.checkpoint.settings import followed, restore_settings, summary_line
 from deeplab_resnet.common.errors import InputError, warn as warn_line
 from deeplab_resnet.common.progress import Progress
@@ -53,7 +53,7 @@ SAVED_KINDS = ('label', 'mask')   # <stem>.png (index PNG), <stem>_mask.png (col
 
 # ----------------------------------------------------------------------------- arguments
 
-def build_parser(description=None, crf=False):
+def build_parser(description=None, crf=False, more=()):
     """The argument parser both evaluation scripts share; crf=True adds the CRF flags.
 
     --num-classes and --img-mean default to None ("not given"): the checkpoint's provenance
@@ -101,19 +101,25 @@ def build_parser(description=None, crf=False):
                    help='stop with an error (instead of a warning) when images of the list '
                         'are among the checkpoint\'s training images (by name, from its '
                         'provenance record)')
+    per_image.add_arguments(p)
     if crf:
         add_workers_argument(p, '--num-workers')
         add_crf_arguments(p)
+    for add in more:   # e.g. crf_search.add_arguments
+        add(p)
     p.set_defaults(crf=crf)
     return p
 
 
-def parse_arguments(argv=None, description=None, crf=False):
-    p = build_parser(description, crf)
+def parse_arguments(argv=None, description=None, crf=False, more=()):
+    p = build_parser(description, crf, more)
     args = dataset_cli.parse_with_dataset(p, argv, DEFAULT_SPLITS)
     conflict = memory.max_side_conflict(args.max_side, args.crf, False)
     if conflict:
         p.error(conflict)
+    per_image.check_arguments(args)   # InputError: one line
+    if crf:
+        resolve_crf_arguments(args)   # --crf-params' file (InputError: one line)
     return args
 
 
@@ -223,7 +229,7 @@ def read_ground_truth(example, image_hw, num_classes, ignore_label, ignore_out_o
 
 
 def confusion_matrices(predictor, examples, num_classes, ignore_label, crf_pool=None,
-                       ignore_out_of_range=False, on_prediction=None):
+                       ignore_out_of_range=False, on_prediction=None, on_truth=None):
     """The network's (and the CRF's) confusion matrices over `examples`.
 
     Args:
@@ -236,6 +242,8 @@ def confusion_matrices(predictor, examples, num_classes, ignore_label, crf_pool=
         (else they are an InputError naming the file).
       on_prediction: called with each predictor.Prediction, in the order of `examples`
         (e.g. to save it or count progress).
+      on_truth: called with each predictor.Prediction and its ground truth [H, W], in order,
+        before on_prediction (per_image.Collector.add).
     Returns: (network metrics.ConfusionMatrix, the CRF's or None without crf_pool).
     """
     from deeplab_resnet.predict.predictor import predictions   # TensorFlow
@@ -248,6 +256,8 @@ def confusion_matrices(predictor, examples, num_classes, ignore_label, crf_pool=
         net_cm.update(truth, result.labels)
         if crf_cm is not None:
             crf_cm.update(truth, result.crf)
+        if on_truth:
+            on_truth(result, truth)
         if on_prediction:
             on_prediction(result)
     return net_cm, crf_cm
@@ -266,12 +276,12 @@ def _run_text(args, num_images, total, arithmetic):
     return text
 
 
-def run_network(args, prepared, log=print, warn=warn_line):
+def run_network(args, prepared, log=print, warn=warn_line, collector=None):
     """Builds the Predictor (and the CRF pool), logs the summary line and runs
     confusion_matrices with a progress line (and --save-dir's files).
     Returns (network ConfusionMatrix, the CRF's or None, seconds, the settings.Restored of
     the checkpoint restored: another than prepared's when a running training rotated that
-    one away meanwhile)."""
+    one away meanwhile). collector: a per_image.Collector fed with every image, or None."""
     from deeplab_resnet.runtime import devices
     from deeplab_resnet.predict.predictor import Predictor   # TensorFlow: after the input checks
     if args.deterministic:
@@ -308,7 +318,8 @@ def run_network(args, prepared, log=print, warn=warn_line):
         start = time.time()
         net_cm, crf_cm = confusion_matrices(predictor, examples, num_classes,
                                             args.ignore_label, crf_pool,
-                                            args.ignore_out_of_range, finish)
+                                            args.ignore_out_of_range, finish,
+                                            collector.add if collector else None)
         seconds = time.time() - start
         progress.close()
     return net_cm, crf_cm, seconds, restored
@@ -342,7 +353,7 @@ def results_dict(args, prepared, net_metrics, seconds):
     }
 
 
-def report(args, prepared, net_cm, crf_cm, seconds, log=print):
+def report(args, prepared, net_cm, crf_cm, seconds, log=print, collector=None):
     """Logs the timing and the table(s), writes --output-json, ends with 'mIoU: 0.xxxx'.
     Returns the results dict (see evaluate)."""
     names = prepared.restored.settings['class_names']
@@ -366,11 +377,16 @@ def report(args, prepared, net_cm, crf_cm, seconds, log=print):
                metrics.format_ratio(crf_metrics['mean_iou'])))
     else:
         log(metrics.format_table(net_metrics))
+    if collector is not None:
+        results.update(collector.results())
     if args.output_json:
         write_json(args.output_json, results)
     if args.plot_dir:
         from deeplab_resnet.evaluation import plots   # matplotlib
-        log('pictures: %s' % ', '.join(plots.write_plots(args.plot_dir, results)))
+        pictures = plots.write_plots(args.plot_dir, results)
+        if collector is not None and collector.worst is not None:
+            pictures.append(plots.write_worst(args.plot_dir, collector.worst.rows(), results))
+        log('pictures: %s' % ', '.join(pictures))
     log('mIoU: %s' % metrics.format_ratio(results['mean_iou']))
     return results
 
@@ -389,13 +405,20 @@ def evaluate(args, log=print, warn=warn_line):
       with args.crf, 'crf': {'params', 'num_workers', 'metrics'} and 'mean_iou_before_crf',
       'mean_iou_after_crf'; 'overlap': how many evaluated images the checkpoint's record
       says it was trained on (check_overlap; 0 without a record); plus 'settings' and
-      'timing'.
+      'timing'; with args.per_image, 'per_image' and 'worst' (per_image.Collector).
     Raises: InputError for bad input (see the module docstring), and with args.strict for
       an overlap with the training images.
     """
     prepared = prepare(args, warn)
-    net_cm, crf_cm, seconds, restored = run_network(args, prepared, log, warn)
-    return report(args, prepared._replace(restored=restored), net_cm, crf_cm, seconds, log)
+    collector = None
+    if getattr(args, 'per_image', False):
+        collector = per_image.Collector(
+            prepared.restored.settings['num_classes'], args.ignore_label,
+            (per_image.DEFAULT_WORST if args.worst is None else args.worst)
+            if args.plot_dir else None, args.save_dir, output_stem)
+    net_cm, crf_cm, seconds, restored = run_network(args, prepared, log, warn, collector)
+    return report(args, prepared._replace(restored=restored), net_cm, crf_cm, seconds, log,
+                  collector)
 
 
 def write_json(path, results):

@@ -77,27 +77,53 @@ def multi_scale_logits(images, num_classes, is_training=False, scales=TRAIN_SCAL
     return MSCOutput(fused, per_scale, nets)
 
 
+def fused_logits(images, num_classes, scales=(1.0,), flip=False, precision='float32',
+                 fold_batch_norm=False):
+    """The fused logits that predict_probs upsamples: a list of one [N, h, w, C] float32
+    tensor at the first scale's logit size (multi_scale_logits' `fused`), two with `flip`
+    (then the second is the mirrored images' fused logits, not mirrored back)."""
+    fused = [multi_scale_logits(images, num_classes, False, scales, precision=precision,
+                                fold_batch_norm=fold_batch_norm).fused]
+    if flip:
+        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
+            fused.append(multi_scale_logits(tf.reverse(images, [2]), num_classes, False,
+                                            scales, precision=precision,
+                                            fold_batch_norm=fold_batch_norm).fused)
+    return fused
+
+
+def probs_from_fused(fused, size):
+    """Full-resolution probabilities from fused_logits' output: each map upsampled
+    bilinearly to `size`, a mirrored map mirrored back and the two averaged, then softmax.
+    The CRF search (crf_search) rebuilds the probabilities from stored logits with this same
+    function, so that they equal the evaluation's.
+
+    Args:
+      fused: a list of one or two [N, h, w, C] float32 tensors (fused_logits).
+      size: [2] int32, the image's (H, W).
+    Returns: (probs [N, H, W, C] float32, labels [N, H, W] int32 argmax of the logits).
+    """
+    logits = resize_bilinear(fused[0], size)
+    if len(fused) > 1:
+        logits = 0.5 * (logits + tf.reverse(resize_bilinear(fused[1], size), [2]))
+    probs = tf.nn.softmax(logits)
+    return probs, tf.argmax(logits, axis=3, output_type=tf.int32)
+
+
 def predict_probs(images, num_classes, scales=(1.0,), flip=False, precision='float32',
-                  fold_batch_norm=False):
-    """Inference at full resolution.
+                  fold_batch_norm=False, fused_out=None):
+    """Inference at full resolution: probs_from_fused(fused_logits(...)).
 
     Args:
       images: [N, H, W, 3] float32, BGR, mean-subtracted (dynamic size).
       flip: average the logits with those of the mirrored images (mirrored back).
       precision: 'float32', 'bfloat16' or 'float16' (multi_scale_logits).
       fold_batch_norm: see multi_scale_logits.
+      fused_out: a list that receives fused_logits' tensors (for a caller that fetches them).
     Returns: (probs [N, H, W, C] float32 softmax of the fused logits upsampled bilinearly to
       the image size, labels [N, H, W] int32 argmax).
     """
-    size = tf.shape(images)[1:3]
-    logits = resize_bilinear(multi_scale_logits(images, num_classes, False, scales,
-                                                precision=precision,
-                                                fold_batch_norm=fold_batch_norm).fused, size)
-    if flip:
-        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
-            mirrored = multi_scale_logits(tf.reverse(images, [2]), num_classes, False, scales,
-                                          precision=precision,
-                                          fold_batch_norm=fold_batch_norm)
-        logits = 0.5 * (logits + tf.reverse(resize_bilinear(mirrored.fused, size), [2]))
-    probs = tf.nn.softmax(logits)
-    return probs, tf.argmax(logits, axis=3, output_type=tf.int32)
+    fused = fused_logits(images, num_classes, scales, flip, precision, fold_batch_norm)
+    if fused_out is not None:
+        fused_out.extend(fused)
+    return probs_from_fused(fused, tf.shape(images)[1:3])

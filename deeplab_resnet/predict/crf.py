@@ -55,14 +55,62 @@ PROB_CLIP = 1e-5   # probabilities are clipped to [PROB_CLIP, 1] before -log
 
 
 def add_crf_arguments(parser):
-    """Adds the --crf-* flags (defaults: DeepLab-v2 VOC values) to an argparse parser."""
+    """Adds the --crf-* flags (defaults: DeepLab-v2 VOC values) and --crf-params FILE to an
+    argparse parser. The flags default to None ("not given"): resolve_crf_arguments fills
+    them from --crf-params' file, else from CRFParams' defaults; a flag given wins."""
     defaults = CRFParams()
     group = parser.add_argument_group('dense CRF')
     for flag, field, typ, text in _FLAGS:
         default = getattr(defaults, field)
-        group.add_argument(flag, dest='crf_' + field, type=typ, default=default,
-                           help='%s (default %s)' % (text, default))
+        group.add_argument(flag, dest='crf_' + field, type=typ, default=None,
+                           help='%s (default %s, or --crf-params\' value)' % (text, default))
+    group.add_argument('--crf-params', default=None, metavar='FILE',
+                       help='take the CRF parameters from FILE, the best.json that '
+                            'evaluate_msc_with_CRF.py --crf-search writes (a --crf-* flag '
+                            'given wins)')
     return parser
+
+
+def read_crf_params(path):
+    """The CRFParams of a --crf-params file: a JSON object whose 'params' (or itself) holds
+    the six CRFParams fields (crf_search writes such a best.json).
+    Raises: InputError naming the file when it cannot be read or a field is missing or not a
+      positive number (iterations: a positive integer)."""
+    import json
+    from deeplab_resnet.common.errors import InputError
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise InputError('%s: --crf-params file not readable as JSON (%s)'
+                         % (path, getattr(e, 'strerror', None) or e))
+    values = data.get('params', data) if isinstance(data, dict) else None
+    if not isinstance(values, dict):
+        raise InputError('%s: --crf-params file holds no CRF parameters (a JSON object with '
+                         '"params")' % path)
+    fields = {}
+    for field in CRFParams._fields:
+        value = values.get(field)
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and np.isfinite(value) and value > 0)
+        if field == 'iterations':
+            ok = ok and float(value) == int(value)
+        if not ok:
+            raise InputError('%s: --crf-params file: %s is %s, not a positive %s'
+                             % (path, field, 'missing' if value is None else repr(value),
+                                'integer' if field == 'iterations' else 'number'))
+        fields[field] = int(value) if field == 'iterations' else float(value)
+    return CRFParams(**fields)
+
+
+def resolve_crf_arguments(args):
+    """Fills the --crf-* flags left out (None) from --crf-params' file, else the defaults, in
+    `args` itself. Returns the CRFParams. Raises InputError for an unreadable file."""
+    base = read_crf_params(args.crf_params) if getattr(args, 'crf_params', None) else CRFParams()
+    for _, field, _, _ in _FLAGS:
+        if getattr(args, 'crf_' + field, None) is None:
+            setattr(args, 'crf_' + field, getattr(base, field))
+    return crf_params_from_args(args)
 
 
 MAX_DEFAULT_WORKERS = 32
@@ -96,8 +144,12 @@ def add_workers_argument(parser, *aliases):
 
 
 def crf_params_from_args(args):
-    """CRFParams from an argparse namespace made by a parser with ``add_crf_arguments``."""
-    return CRFParams(**{field: getattr(args, 'crf_' + field) for _, field, _, _ in _FLAGS})
+    """CRFParams from an argparse namespace made by a parser with ``add_crf_arguments``
+    (after resolve_crf_arguments; a field still None takes its default)."""
+    defaults = CRFParams()
+    return CRFParams(**{field: (getattr(defaults, field) if getattr(args, 'crf_' + field)
+                                is None else getattr(args, 'crf_' + field))
+                        for _, field, _, _ in _FLAGS})
 
 
 def dense_crf(image, probs, params=None):
@@ -179,6 +231,21 @@ def _crf_task(image, probs, params, return_probs):
     return q if return_probs else np.argmax(q, axis=-1).astype(np.int32)
 
 
+def _settings_task(image, probs, settings, truth, num_classes, ignore_label):
+    """Worker body of a CRF search (crf_search): the CRF of one image with each of
+    `settings` (CRFParams), scored against `truth` ([H, W] integer labels).
+    Returns: int64 [len(settings), C, C] confusion matrices (rows = ground truth)."""
+    truth = np.asarray(truth)
+    valid = truth != ignore_label
+    rows = truth[valid].astype(np.int64) * num_classes
+    out = np.zeros((len(settings), num_classes, num_classes), np.int64)
+    for i, params in enumerate(settings):
+        labels = np.argmax(dense_crf(image, probs, params), axis=-1)[valid]
+        out[i] = np.bincount(rows + labels, minlength=num_classes * num_classes).reshape(
+            num_classes, num_classes)
+    return out
+
+
 class _Done(object):
     """A finished inline task, with the two methods of a Future that CRFPool uses."""
 
@@ -243,16 +310,25 @@ class CRFPool(object):
         Returns at once unless ``max_pending`` tasks are still running (then waits for one).
         With num_workers=0 the CRF runs here, before returning.
         """
+        self._submit(key, _crf_task, np.asarray(image), np.asarray(probs), self.params,
+                     self.return_probs)
+
+    def submit_settings(self, key, image, probs, settings, truth, num_classes, ignore_label):
+        """Queues the CRF of one image with several settings (a CRF search's task): image
+        [H, W, 3] uint8 RGB, probs [H, W, C] float32, settings a list of CRFParams, truth
+        [H, W] integer labels. Its result: int64 [len(settings), C, C] confusion matrices
+        (the pool's params and return_probs play no part)."""
+        self._submit(key, _settings_task, np.asarray(image), np.asarray(probs),
+                     list(settings), np.asarray(truth), num_classes, ignore_label)
+
+    def _submit(self, key, task, *task_args):
         if self._closed:
             raise ValueError('submit on a closed CRFPool')
         if self._executor is None:
-            self._queue.append((key, _Done(_crf_task(image, probs, self.params,
-                                                     self.return_probs))))
+            self._queue.append((key, _Done(task(*task_args))))
             return
         self._wait_below(self.max_pending)
-        future = self._executor.submit(_crf_task, np.asarray(image), np.asarray(probs),
-                                       self.params, self.return_probs)
-        self._queue.append((key, future))
+        self._queue.append((key, self._executor.submit(task, *task_args)))
 
     def _wait_below(self, limit):
         running = [f for _, f in self._queue if not f.done()]

@@ -75,9 +75,11 @@ class Predictor(object):
         with self.graph.as_default():
             self.rgb = tf1.placeholder(tf.uint8, [None, None, 3], name='image_rgb')
             images = preprocess_image(self.rgb[None], img_mean)
+            fused = []
             probs, labels = msc.predict_probs(images, num_classes, scales, flip, precision,
-                                              fold_batch_norm=True)
+                                              fold_batch_norm=True, fused_out=fused)
             self.probs, self.labels = probs[0], labels[0]
+            self.fused = tf.concat(fused, axis=0)   # [1 or 2 (flip), h, w, C]
             self.sess = tf1.Session(config=session_config(threads, inference=True))
             self.prefix = restore_folded(self.sess, self.prefix, found_in)
         self.graph.finalize()
@@ -95,6 +97,49 @@ class Predictor(object):
         fetch = [self.labels, self.probs] if want_probs else [self.labels]
         out = self.sess.run(fetch, {self.rgb: rgb})
         return out[0], (out[1] if want_probs else None)
+
+    def predict_fused(self, rgb):
+        """The fused logits behind predict's probabilities (msc.fused_logits), at their own
+        resolution, and predict's labels, from one run: (fused [1, h, w, C] float32, [2, h,
+        w, C] with flip (the mirrored image's second); labels [H, W] int32).
+        ProbsFromFused turns the logits into predict's probabilities, equal to the last bit.
+        No max_side here: the image is segmented at its own size."""
+        return tuple(self.sess.run([self.fused, self.labels],
+                                   {self.rgb: np.asarray(rgb, np.uint8)}))
+
+    def close(self):
+        self.sess.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ProbsFromFused(object):
+    """Rebuilds the probabilities Predictor.predict returns from Predictor.predict_fused's
+    logits with the same operations (msc.probs_from_fused), in a graph of its own.
+
+    Call with fused [K, h, w, C] float32 (K = 1, or 2 with flip) and the image's (H, W):
+    returns [H, W, C] float32 probabilities.
+    """
+
+    def __init__(self, threads=0):
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.fused = tf1.placeholder(tf.float32, [None, None, None, None], name='fused')
+            self.size = tf1.placeholder(tf.int32, [2], name='size')
+            plain = msc.probs_from_fused([self.fused[:1]], self.size)[0][0]
+            flipped = msc.probs_from_fused([self.fused[:1], self.fused[1:2]], self.size)[0][0]
+            self.plain, self.flipped = plain, flipped
+            self.sess = tf1.Session(config=session_config(threads, inference=True))
+        self.graph.finalize()
+
+    def __call__(self, fused, image_hw):
+        fused = np.asarray(fused, np.float32)
+        fetch = self.flipped if len(fused) > 1 else self.plain
+        return self.sess.run(fetch, {self.fused: fused, self.size: list(image_hw)})
 
     def close(self):
         self.sess.close()
