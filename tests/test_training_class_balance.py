@@ -285,10 +285,10 @@ def test_trainer_records_weights_and_hard_pixels_and_resume_compares_them(data, 
     acc = EventAccumulator(str(snap / events[0]), size_guidance={'tensors': 0}).Reload()
     start = plugin_data_pb2.HParamsPluginData.FromString(
         acc.PluginTagToContent('hparams')['_hparams_/session_start_info']).session_start_info
-    assert start.hparams['class_weights'].string_value == 'sha256 ' + sha[:12]
-    assert start.hparams['class_weight_values'].string_value == '0.25,1.5,2'
-    assert start.hparams['top_k_pixels'].number_value == 0.5
-    assert start.hparams['top_k_pixels_warmup'].number_value == 1
+    assert start.hparams['loss_class_weights'].string_value == 'sha256 ' + sha[:12]
+    assert start.hparams['loss_class_weight_values'].string_value == '0.25,1.5,2'
+    assert start.hparams['loss_top_k_pixels'].number_value == 0.5
+    assert start.hparams['loss_top_k_pixels_warmup'].number_value == 1
 
     other = _weights_file(tmp_path / 'other.json', [0.25, 1.5, 2.5])
     more = _swap(command, '--num-steps', '4')

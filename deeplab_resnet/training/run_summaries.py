@@ -35,7 +35,7 @@ def run_hparams(args, init, precision=None, class_weights=None):
       precision (the arithmetic precision.choose settled on; default args.precision),
       class_weights (the record's 'class_weights' entry: path, sha256, values; or None)."""
     # TensorBoard's dashboard sorts them by name and shows the first five at first: batch,
-    # crop, data_list, init, learning_rate.
+    # crop, data_list, init, learning_rate (the loss's opt-in settings sort after it: loss_*).
     return {
         'learning_rate': float(args.learning_rate),
         'optimizer': str(args.optimizer),
@@ -48,12 +48,12 @@ def run_hparams(args, init, precision=None, class_weights=None):
         'data_list': str(args.data_list),
         'random_scale': bool(args.random_scale),
         'num_steps': int(args.num_steps),
-        'class_weights': ('sha256 %s' % class_weights['sha256'][:12] if class_weights
+        'loss_class_weights': ('sha256 %s' % class_weights['sha256'][:12] if class_weights
                           else 'none'),
-        'class_weight_values': (','.join('%.4g' % v for v in class_weights['values'])
+        'loss_class_weight_values': (','.join('%.4g' % v for v in class_weights['values'])
                                 if class_weights else 'none'),
-        'top_k_pixels': float(args.top_k_pixels or 1.0),
-        'top_k_pixels_warmup': int(args.top_k_pixels_warmup),
+        'loss_top_k_pixels': float(args.top_k_pixels or 1.0),
+        'loss_top_k_pixels_warmup': int(args.top_k_pixels_warmup),
     }
 
 
