@@ -236,6 +236,31 @@ def test_unreadable_weights_files_are_one_line(tmp_path):
         class_weights.read(str(broken), 1)
 
 
+@pytest.mark.parametrize('argv,message', [
+    (['--top-k-pixels', '0'], "argument --top-k-pixels: expected a fraction in (0, 1], got '0'"),
+    (['--top-k-pixels', '1.5'], "expected a fraction in (0, 1], got '1.5'"),
+    (['--top-k-pixels', 'nan'], "expected a fraction in (0, 1], got 'nan'"),
+    (['--top-k-pixels-warmup', '10'], '--top-k-pixels-warmup needs --top-k-pixels'),
+    (['--top-k-pixels', '0.5', '--top-k-pixels-warmup', '-1'], 'expected an integer >= 0')])
+def test_bad_hard_pixel_flags_are_a_usage_error(argv, message, capsys):
+    import train_msc
+    with pytest.raises(SystemExit) as e:
+        train_msc.get_arguments(argv)
+    assert e.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ': error: ' in last and message in last, last
+
+
+def test_flags_default_to_the_papers_loss():
+    import train_msc
+    from deeplab_resnet.train_step import PAPER, hparams_from_args
+    args = train_msc.get_arguments([])
+    assert (args.class_weights, args.top_k_pixels, args.top_k_pixels_warmup) == (None, None, 0)
+    hparams = hparams_from_args(args, False)
+    assert (hparams.class_weights, hparams.top_k_pixels, hparams.top_k_pixels_warmup) == (
+        PAPER.class_weights, PAPER.top_k_pixels, PAPER.top_k_pixels_warmup) == (None, None, 0)
+
+
 # ----------------------------------------------------------------------------- the trainer
 
 @pytest.fixture(scope='module')

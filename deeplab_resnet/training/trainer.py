@@ -259,7 +259,7 @@ def train(args, log=print, warn=warn_line, started=None, stop=None, lease=None):
         devices.log_devices(log, warn)
         hparams = hparams_from_args(args, snapshots.from_scratch(args),
                                     precision.choose(args.precision, warn),
-                                    facts.class_weights and facts.class_weights.values)
+                                    facts.class_weights.values if facts.class_weights else None)
         graph = build_graph(args, facts, hparams)
         if facts.validation:
             facts.validation.build(args.num_classes)
