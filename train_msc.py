@@ -3,8 +3,8 @@
 
 Resumes from the newest whole snapshot in --snapshot-dir when there is one (everything:
 network, momentum, step), but only when that snapshot's provenance record has this command's
-class count, data list (by digest) and input size (--force-resume overrides; a snapshot
-without a record resumes with a warning). Broken snapshots are moved to SNAPSHOT_DIR/corrupt/;
+class count, data list (by digest), input size, class weights and --top-k-pixels settings
+(--force-resume overrides; a snapshot without a record resumes with a warning). Broken snapshots are moved to SNAPSHOT_DIR/corrupt/;
 one run at a time per folder (SNAPSHOT_DIR/train.lock). See docs/training.md. --restore-from only initialises the network's variables.
 --snapshot-dir is also the TensorBoard log directory.
 
@@ -13,8 +13,8 @@ and names, BGR image mean, input size, scales, ignore label, what the run was in
 (carrying a converted caffemodel's file name and SHA-256), the training list (path, entries,
 SHA-256 of its sorted image paths, and the image names themselves, ~150 KB for VOC's 10,582,
 which evaluation uses to warn about train / evaluation overlap), the class colours and the
-test server's ids (from --dataset / --palette), the step, the TensorFlow version, the git
-commit and all flags.
+test server's ids (from --dataset / --palette), the class weights (path, sha256, values) and
+--top-k-pixels settings, the step, the TensorFlow version, the git commit and all flags.
 
 --dataset FILE (a dataset.json) gives --data-dir, --num-classes, --ignore-label, the class
 names and colours (and --img-mean where it has one) and the list of its split "train"

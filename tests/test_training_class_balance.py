@@ -15,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from deeplab_resnet.checkpoint import provenance
+from deeplab_resnet.common.errors import InputError
 from deeplab_resnet.data import class_weights
 from deeplab_resnet.network.msc import MSCOutput
 from deeplab_resnet.training import losses, optim
@@ -220,19 +221,19 @@ def _weights_file(path, values, names=None):
     ([1.0, 'x', 1.0], "class 1 (c1): weight 'x' is not a number")])
 def test_bad_weights_files_are_one_line(tmp_path, values, message):
     path = _weights_file(tmp_path / 'w.json', values)
-    with pytest.raises(class_weights.InputError) as e:
+    with pytest.raises(InputError) as e:
         class_weights.read(path, 3)
     assert str(e.value).startswith('%s: %s' % (path, message)), str(e.value)
 
 
 def test_unreadable_weights_files_are_one_line(tmp_path):
     missing = str(tmp_path / 'missing.json')
-    with pytest.raises(class_weights.InputError, match='^%s: cannot read the class weights'
+    with pytest.raises(InputError, match='^%s: cannot read the class weights'
                        % missing):
         class_weights.read(missing, 3)
     broken = tmp_path / 'broken.json'
     broken.write_text('{"classes": [{"weight": 1}')
-    with pytest.raises(class_weights.InputError, match='not a class-weights file'):
+    with pytest.raises(InputError, match='not a class-weights file'):
         class_weights.read(str(broken), 1)
 
 
