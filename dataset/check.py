@@ -233,7 +233,7 @@ def _palette(settings):
 
 
 def write_class_weights(path, method, settings, report):
-    """Writes the class weights of the checked list (deeplab_resnet.class_weights: `method`
+    """Writes the class weights of the checked list (deeplab_resnet.data.class_weights: `method`
     from the class pixels and the class pixels of the images holding each class).
 
     Returns: (weights [C] float64, indices of the classes without pixels: weight 0).

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from dataset import tools
-from deeplab_resnet import class_weights
-from deeplab_resnet.imageio import write_index_png
+from deeplab_resnet.data import class_weights
+from deeplab_resnet.data.imageio import write_index_png
 
 NAMES = ['sky', 'road', 'car', 'unused']
 # Each mask lists (value, pixels) in raster order; 255 is ignored.

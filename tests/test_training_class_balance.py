@@ -254,7 +254,7 @@ def test_bad_hard_pixel_flags_are_a_usage_error(argv, message, capsys):
 
 def test_flags_default_to_the_papers_loss():
     import train_msc
-    from deeplab_resnet.train_step import PAPER, hparams_from_args
+    from deeplab_resnet.training.train_step import PAPER, hparams_from_args
     args = train_msc.get_arguments([])
     assert (args.class_weights, args.top_k_pixels, args.top_k_pixels_warmup) == (None, None, 0)
     hparams = hparams_from_args(args, False)
