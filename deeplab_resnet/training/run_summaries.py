@@ -49,9 +49,9 @@ def run_hparams(args, init, precision=None, class_weights=None):
         'random_scale': bool(args.random_scale),
         'num_steps': int(args.num_steps),
         'loss_class_weights': ('sha256 %s' % class_weights['sha256'][:12] if class_weights
-                          else 'none'),
+                               else 'none'),
         'loss_class_weight_values': (','.join('%.4g' % v for v in class_weights['values'])
-                                if class_weights else 'none'),
+                                     if class_weights else 'none'),
         'loss_top_k_pixels': float(args.top_k_pixels or 1.0),
         'loss_top_k_pixels_warmup': int(args.top_k_pixels_warmup),
     }

@@ -103,10 +103,9 @@ def loss_differences(record, args, class_weights=None):
     saved = (record.get('class_weights') or {}).get('values')
     if (None if saved is None else [float(v) for v in saved]) != (
             None if class_weights is None else [float(v) for v in class_weights]):
-        diffs.append('the class weights (%s; this command: %s)'
-                     % (_weights_text(saved), _weights_text(class_weights)
-                        if class_weights is None else '--class-weights %s %s' % (
-                            args.class_weights, _weights_text(class_weights))))
+        wanted = ('none' if class_weights is None else '--class-weights %s %s'
+                  % (args.class_weights, _weights_text(class_weights)))
+        diffs.append('the class weights (%s; this command: %s)' % (_weights_text(saved), wanted))
     for key, flag, default in (('top_k_pixels', '--top-k-pixels', None),
                                ('top_k_pixels_warmup', '--top-k-pixels-warmup', 0)):
         saved, wanted = record.get(key, default), getattr(args, key, default)
