@@ -3,8 +3,8 @@
 
 Resumes from the newest whole snapshot in --snapshot-dir when there is one (everything:
 network, momentum, step), but only when that snapshot's provenance record has this command's
-class count, data list (by digest) and input size (--force-resume overrides; a snapshot
-without a record resumes with a warning). Broken snapshots are moved to SNAPSHOT_DIR/corrupt/;
+class count, data list (by digest), input size, class weights and --top-k-pixels settings
+(--force-resume overrides; a snapshot without a record resumes with a warning). Broken snapshots are moved to SNAPSHOT_DIR/corrupt/;
 one run at a time per folder (SNAPSHOT_DIR/train.lock). See docs/training.md. --restore-from only initialises the network's variables.
 --snapshot-dir is also the TensorBoard log directory.
 
@@ -13,8 +13,8 @@ and names, BGR image mean, input size, scales, ignore label, what the run was in
 (carrying a converted caffemodel's file name and SHA-256), the training list (path, entries,
 SHA-256 of its sorted image paths, and the image names themselves, ~150 KB for VOC's 10,582,
 which evaluation uses to warn about train / evaluation overlap), the class colours and the
-test server's ids (from --dataset / --palette), the step, the TensorFlow version, the git
-commit and all flags.
+test server's ids (from --dataset / --palette), the class weights (path, sha256, values) and
+--top-k-pixels settings, the step, the TensorFlow version, the git commit and all flags.
 
 --dataset FILE (a dataset.json) gives --data-dir, --num-classes, --ignore-label, the class
 names and colours (and --img-mean where it has one) and the list of its split "train"
@@ -84,6 +84,19 @@ def get_arguments(argv=None):
     p.add_argument('--force-resume', action='store_true',
                    help='resume from --snapshot-dir even when its snapshot\'s record has '
                         'another class count, data list or input size')
+    p.add_argument('--class-weights', default=None, metavar='FILE',
+                   help='weight every softmax loss by class with this file\'s weights (python '
+                        '-m dataset.tools check --class-weights FILE writes one); the sum is '
+                        'still divided by the valid pixels (default: unweighted, as the paper; '
+                        'docs/training.md)')
+    p.add_argument('--top-k-pixels', type=cli.fraction, default=None, metavar='FRACTION',
+                   help='hard pixels: each loss term is the mean of the FRACTION x valid pixels '
+                        'with the largest (weighted) losses of each micro-batch (default: every '
+                        'pixel, as the paper; docs/training.md)')
+    p.add_argument('--top-k-pixels-warmup', type=cli.non_negative_int, default=0,
+                   metavar='STEPS',
+                   help='with --top-k-pixels: move the fraction from 1 to FRACTION linearly over '
+                        'the first STEPS updates (default %(default)s)')
     p.add_argument('--not-restore-last', action='store_true',
                    help='do not restore the classifier (fc1_voc12_*) from --restore-from '
                         '(another class count)')
@@ -154,6 +167,8 @@ def get_arguments(argv=None):
     if args.zero_init_residual and not args.train_bn_params:
         p.error('--zero-init-residual needs --train-bn-params (a gamma fixed at 0 would '
                 'switch the residual branches off for good)')
+    if args.top_k_pixels_warmup and args.top_k_pixels is None:
+        p.error('--top-k-pixels-warmup needs --top-k-pixels')
     if args.batch_size * args.grad_update_every < 1:
         p.error('batch size must be positive')
     return args

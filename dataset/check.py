@@ -32,6 +32,8 @@ CheckReport = collections.namedtuple('CheckReport', [
     'images_per_value',  # [256] int64: masks holding each label value
     'pixel_sum',         # [3] float64: R, G, B summed over every decoded image
     'pixel_count',       # pixels summed into pixel_sum
+    'image_pixels_per_value',  # [256] int64: for each value, the class pixels (values
+                               # 0..num_classes-1: not ignored) of the masks holding it
 ])
 
 
@@ -97,6 +99,7 @@ def check_dataset(data_dir, data_list, num_classes, ignore_label=IGNORE_LABEL,
             on_problem(message)
     histogram = np.zeros(NUM_VALUES, dtype=np.int64)
     images_per_value = np.zeros(NUM_VALUES, dtype=np.int64)
+    image_pixels = np.zeros(NUM_VALUES, dtype=np.int64)
     pixel_sum = np.zeros(3, dtype=np.float64)
     pixel_count = 0
     sizes = []
@@ -115,6 +118,7 @@ def check_dataset(data_dir, data_list, num_classes, ignore_label=IGNORE_LABEL,
         if counts is not None:
             histogram += counts
             images_per_value += counts > 0
+            image_pixels += (counts > 0) * counts[:num_classes].sum()
         for message in found:
             problems.append(message)
             if on_problem:
@@ -124,7 +128,7 @@ def check_dataset(data_dir, data_list, num_classes, ignore_label=IGNORE_LABEL,
     if bar:
         bar.close()
     return CheckReport(examples, problems, histogram, num_classes, ignore_label, sizes,
-                       duplicates, images_per_value, pixel_sum, pixel_count)
+                       duplicates, images_per_value, pixel_sum, pixel_count, image_pixels)
 
 
 def data_mean_bgr(report):
@@ -226,6 +230,21 @@ def _palette(settings):
     if d and d.num_classes == settings.num_classes:
         return d.palette
     return label_colours(settings.num_classes)
+
+
+def write_class_weights(path, method, settings, report):
+    """Writes the class weights of the checked list (deeplab_resnet.data.class_weights: `method`
+    from the class pixels and the class pixels of the images holding each class).
+
+    Returns: (weights [C] float64, indices of the classes without pixels: weight 0).
+    """
+    from deeplab_resnet.data import class_weights
+    c = settings.num_classes
+    d = settings.descriptor
+    dataset = d.name if d else os.path.basename(os.path.abspath(settings.data_dir))
+    return class_weights.write(path, method, report.histogram[:c],
+                               report.image_pixels_per_value[:c], settings.class_names,
+                               dataset, os.path.abspath(settings.data_list))
 
 
 def write_descriptor(path, settings, report, use_data_mean=False):

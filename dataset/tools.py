@@ -17,6 +17,8 @@
   python -m dataset.tools check --data-dir D --data-list L --num-classes N [--ignore-label 255]
   python -m dataset.tools check --dataset dataset.json [--split train]
       Validates a data directory and list before training; exit status 2 on any problem.
+      --class-weights OUT [--weights-method median-frequency|inverse-log] also writes class
+      weights for train_msc.py --class-weights (docs/training.md).
 
 Every list is in the format of deeplab_resnet.data.datalist: 'image_path label_path' per line,
 paths relative to the data directory (a leading '/' does not make them absolute).
@@ -31,7 +33,7 @@ import sys
 
 from dataset import ade20k, builder, check, cityscapes, cocostuff, rgb2index, voc_aug
 from deeplab_resnet.common.cli import add_num_classes_argument
-from deeplab_resnet.common.constants import IGNORE_LABEL
+from deeplab_resnet.common.constants import CLASS_WEIGHT_METHODS, IGNORE_LABEL
 from deeplab_resnet.common.errors import InputError
 from deeplab_resnet.data import dataset_cli
 
@@ -115,7 +117,25 @@ def _cmd_check(args):
             print('descriptor: %s (img_mean: %s; the data\'s mean kept as data_mean)'
                   % (desc.path, 'the data\'s (--use-data-mean)' if args.use_data_mean
                      else 'the network\'s'))
+    if args.class_weights:
+        _write_class_weights(args, settings, report)
     return 2 if report.problems else 0
+
+
+def _write_class_weights(args, settings, report):
+    if report.problems:
+        print('class weights: not written (%d problem(s) first)' % len(report.problems))
+        return
+    weights, absent = check.write_class_weights(args.class_weights, args.weights_method,
+                                                settings, report)
+    names = settings.class_names
+    for c in absent:
+        print('warning: class %d (%s) has no pixel in %s: weight 0 (it is not learned with '
+              'these weights)' % (c, names[c], settings.data_list), file=sys.stderr)
+    print('class weights (%s): %s' % (args.weights_method, ', '.join(
+        '%d %s %.4g' % (c, names[c], w) for c, w in enumerate(weights))))
+    print('class weights: %s (train_msc.py --class-weights %s)'
+          % (args.class_weights, args.class_weights))
 
 
 def build_parser():
@@ -186,6 +206,15 @@ def build_parser():
                         'when fine-tuning from the released weights)')
     p.add_argument('--allow-unlabelled', action='store_true',
                    help='accept image-only lines (a test list)')
+    p.add_argument('--class-weights', default=None, metavar='OUT',
+                   help='write class weights for train_msc.py --class-weights to this JSON '
+                        'file (when no problem is found; see docs/training.md)')
+    p.add_argument('--weights-method', choices=CLASS_WEIGHT_METHODS,
+                   default=CLASS_WEIGHT_METHODS[0],
+                   help='with --class-weights: median-frequency (Eigen and Fergus: median '
+                        'frequency / the class\'s frequency in the images holding it) or '
+                        'inverse-log (ENet: 1 / ln(1.02 + the class\'s share of the '
+                        'pixels)) (default %(default)s)')
     p.add_argument('--max-shown', type=int, default=50,
                    help='problems printed (all are counted; default %(default)s)')
     p.add_argument('--quiet', action='store_true', help='no progress line')

@@ -14,6 +14,7 @@ import subprocess
 
 from deeplab_resnet.common.constants import CHANNEL_ORDER
 from deeplab_resnet.common.errors import InputError
+from deeplab_resnet.data.class_weights import record as class_weights_record
 
 RECORD_SUFFIX = '.json'
 
@@ -185,14 +186,17 @@ NOT_FLAGS = ('descriptor', 'from_dataset', 'split_list')   # parse results kept 
 
 
 def training_record(args, train_list, init, step, class_names, distribution=None,
-                    palette=None, server_ids=None):
+                    palette=None, server_ids=None, class_weights=None):
     """The record of a snapshot written by train_msc.py.
 
     Args: args (train_msc's flags), train_list (list_info of args.data_list), init
       (initialisation(...)), step (the global step saved), class_names (list of str),
       distribution (distribute.describe: replicas, workers, strategy; None for one device),
       palette (the class colours themselves, [C][R, G, B], so that evaluation and inference
-      draw them without the file), server_ids (the test server's id of each class, or None).
+      draw them without the file), server_ids (the test server's id of each class, or None),
+      class_weights (class_weights.ClassWeights of --class-weights, or None). The loss's
+      opt-in settings (class_weights: path, sha256, method, values; top_k_pixels,
+      top_k_pixels_warmup) are top-level keys that resuming compares (snapshots.py).
     """
     descriptor = getattr(args, 'descriptor', None)
     import tensorflow as tf
@@ -214,6 +218,9 @@ def training_record(args, train_list, init, step, class_names, distribution=None
         ('input_size', [int(v) for v in args.input_size]),
         ('scales', [float(v) for v in args.scales]),
         ('ignore_label', args.ignore_label),
+        ('class_weights', class_weights_record(class_weights)),
+        ('top_k_pixels', args.top_k_pixels),
+        ('top_k_pixels_warmup', args.top_k_pixels_warmup),
         ('distribution', distribution),
         ('initialised_from', init),
         ('source', init.get('source')),

@@ -57,6 +57,17 @@ def positive_int(text):
     return value
 
 
+def fraction(text):
+    """A float in (0, 1] (train_msc.py --top-k-pixels)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError('expected a fraction in (0, 1], got %r' % text)
+    return value
+
+
 def non_negative_int(text):
     try:
         value = int(text)

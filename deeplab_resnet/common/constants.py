@@ -37,6 +37,8 @@ LR_MULT_ASPP_BIASES = 20.0
 OPTIMIZERS = ('momentum', 'adam')   # train_msc.py --optimizer; momentum is the paper's
 SCALE_RANGE = (0.5, 1.5)    # random scale, uniform (the original TF project)
 CAFFE_SCALE_SET = (0.5, 0.75, 1.0, 1.25, 1.5)   # the Caffe recipe's discrete scales
+CLASS_WEIGHT_METHODS = ('median-frequency', 'inverse-log')   # check --weights-method
+ENET_WEIGHT_C = 1.02   # ENet (Paszke et al. 2016): class weight 1 / ln(c + p(class))
 
 # Dense CRF, DeepLab-v2 ResNet-101 VOC settings (the values of the authors' DeepLab-v2 test
 # configuration, also used by kazuto1011/deeplab-pytorch): 10 mean-field iterations, positional

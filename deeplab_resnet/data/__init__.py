@@ -9,6 +9,8 @@
 - `colormap.py`: palettes, colourised masks, palette files; the original's `decode_labels`
   and `inv_preprocess`.
 - `server_ids.py`: predictions in a test server's ids, one look-up table per dataset.
+- `class_weights.py`: class weights from pixel counts (median frequency, ENet's inverse log)
+  and the weights file `check --class-weights` writes and `train_msc.py --class-weights` reads.
 - `image_reader.py`: the tf.data input pipeline (`ImageReader`, the original's class);
   `preprocess_image` for a full image.
 """

@@ -28,13 +28,14 @@ RECORD_TAG = 'run/provenance'
 OMITTED_RECORD_KEYS = ('train_images',)   # the image list: thousands of names
 
 
-def run_hparams(args, init, precision=None):
+def run_hparams(args, init, precision=None, class_weights=None):
     """The hyperparameters a run is compared by: {name: bool | int | float | str}.
 
     Args: args (train_msc's flags), init (provenance.initialisation: the initial weights),
-      precision (the arithmetic precision.choose settled on; default args.precision)."""
+      precision (the arithmetic precision.choose settled on; default args.precision),
+      class_weights (the record's 'class_weights' entry: path, sha256, values; or None)."""
     # TensorBoard's dashboard sorts them by name and shows the first five at first: batch,
-    # crop, data_list, init, learning_rate.
+    # crop, data_list, init, learning_rate (the loss's opt-in settings sort after it: loss_*).
     return {
         'learning_rate': float(args.learning_rate),
         'optimizer': str(args.optimizer),
@@ -47,6 +48,12 @@ def run_hparams(args, init, precision=None):
         'data_list': str(args.data_list),
         'random_scale': bool(args.random_scale),
         'num_steps': int(args.num_steps),
+        'loss_class_weights': ('sha256 %s' % class_weights['sha256'][:12] if class_weights
+                               else 'none'),
+        'loss_class_weight_values': (','.join('%.4g' % v for v in class_weights['values'])
+                                     if class_weights else 'none'),
+        'loss_top_k_pixels': float(args.top_k_pixels or 1.0),
+        'loss_top_k_pixels_warmup': int(args.top_k_pixels_warmup),
     }
 
 
@@ -102,7 +109,8 @@ def command_line(argv=None):
 def write_run_start(writer, args, record, step, precision=None, argv=None):
     """Writes the HParams experiment and session start, the command line and the provenance
     record (without its image list) at `step` (the run's first step in this process)."""
-    hparams = run_hparams(args, record.get('initialised_from'), precision)
+    hparams = run_hparams(args, record.get('initialised_from'), precision,
+                          record.get('class_weights'))
     trial = os.path.normpath(args.snapshot_dir)
     for summary in hparams_summaries(hparams, trial, time.time()):
         writer.add_summary(summary, step)

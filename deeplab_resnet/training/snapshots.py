@@ -85,7 +85,36 @@ def _short_list(info):
                                               str(info.get('sha256'))[:12])
 
 
-def _differences(record, args, train_list, geometry):
+def _weights_text(values):
+    if values is None:
+        return 'none'
+    return '[%s]' % ', '.join('%.4g' % v for v in values)
+
+
+def loss_differences(record, args, class_weights=None):
+    """The loss settings in which a snapshot's record differs from the command: the class
+    weights (their values, not the file; a record without them: none), --top-k-pixels and
+    --top-k-pixels-warmup (a record without them: the paper's loss, every pixel).
+
+    Args: class_weights: the values of --class-weights (tuple of floats) or None.
+    Returns: list of 'what (the snapshot's; this command: ...)' texts.
+    """
+    diffs = []
+    saved = (record.get('class_weights') or {}).get('values')
+    if (None if saved is None else [float(v) for v in saved]) != (
+            None if class_weights is None else [float(v) for v in class_weights]):
+        wanted = ('none' if class_weights is None else '--class-weights %s %s'
+                  % (args.class_weights, _weights_text(class_weights)))
+        diffs.append('the class weights (%s; this command: %s)' % (_weights_text(saved), wanted))
+    for key, flag, default in (('top_k_pixels', '--top-k-pixels', None),
+                               ('top_k_pixels_warmup', '--top-k-pixels-warmup', 0)):
+        saved, wanted = record.get(key, default), getattr(args, key, default)
+        if saved != wanted:
+            diffs.append('%s (%s; this command: %s)' % (flag, saved, wanted))
+    return diffs
+
+
+def _differences(record, args, train_list, geometry, class_weights=None):
     diffs = []
     if record.get('num_classes') != args.num_classes:
         diffs.append('the class count (%s; this command: --num-classes %d)'
@@ -103,7 +132,7 @@ def _differences(record, args, train_list, geometry):
     if geometry and saved_input.get('pipelines', geometry.pipelines) != geometry.pipelines:
         diffs.append('the number of workers reading the list (%s; this run: %d)'
                      % (saved_input['pipelines'], geometry.pipelines))
-    return diffs
+    return diffs + loss_differences(record, args, class_weights)
 
 
 def find_resume(directory, force, warn, chief=True):
@@ -161,10 +190,12 @@ def find_resume(directory, force, warn, chief=True):
     return chosen
 
 
-def check_resume(args, train_list, warn, geometry=None, chief=True):
+def check_resume(args, train_list, warn, geometry=None, chief=True, class_weights=None):
     """The snapshot a run would resume from (find_resume: the newest whole one), checked
     against the command before any graph is built: its record must have the command's class
-    count, data list (digest), input size and number of workers, unless args.force_resume. A
+    count, data list (digest), input size, number of workers and loss settings (class weights:
+    the values of --class-weights, a tuple or None; --top-k-pixels and its warm-up:
+    loss_differences), unless args.force_resume. A
     snapshot without a record resumes with a warning. chief: whether this process may move
     broken snapshots (the chief alone writes in the folder).
 
@@ -179,7 +210,7 @@ def check_resume(args, train_list, warn, geometry=None, chief=True):
             warn('%s has no provenance record (made by an older version?): resuming without '
                  'checking its class count, data list and input size' % latest)
         return latest, None
-    diffs = _differences(record, args, train_list, geometry)
+    diffs = _differences(record, args, train_list, geometry, class_weights)
     if diffs and not args.force_resume:
         raise InputError('%s: cannot resume: the snapshot differs from this command in %s; '
                          'start afresh with another --snapshot-dir, or add --force-resume to '

@@ -19,12 +19,16 @@ tf1 = tf.compat.v1
 HParams = collections.namedtuple('HParams', [
     'num_classes', 'scales', 'is_training', 'bn_from_scratch', 'sync_batch_norm',
     'weight_decay', 'train_bn_params', 'optimizer', 'learning_rate', 'momentum', 'num_steps',
-    'power', 'grad_update_every', 'aspp_lr_mult', 'precision'])
+    'power', 'grad_update_every', 'aspp_lr_mult', 'precision', 'class_weights',
+    'top_k_pixels', 'top_k_pixels_warmup'], defaults=(None, None, 0))
 """The recipe of a training step. bn_from_scratch: the batch-norm moving averages follow
 Caffe's bias-corrected accumulation (they start as the statistics of the first batches, not
 the 0 / 1 they were initialised with), for a network trained from its He initialisation.
 precision: 'float32', 'bfloat16' or 'float16' (the towers' arithmetic; variables, losses and
-updates stay float32; float16 scales the loss dynamically, optim.LossScale)."""
+updates stay float32; float16 scales the loss dynamically, optim.LossScale).
+class_weights: None (the paper's) or a tuple of num_classes floats weighting every softmax
+loss; top_k_pixels: None (every pixel, the paper's) or the fraction in (0, 1] of the largest
+pixel losses each loss term keeps, reached after top_k_pixels_warmup updates (losses.py)."""
 
 PAPER = HParams(num_classes=21, scales=TRAIN_SCALES, is_training=False, bn_from_scratch=False,
                 sync_batch_norm=False, weight_decay=5e-4, train_bn_params=False,
@@ -38,12 +42,15 @@ TrainStep = collections.namedtuple('TrainStep', ['loss', 'ops', 'fused_logits'])
 apply); fused_logits: [N, h, w, C] float32 at the logit resolution of the full-scale tower."""
 
 
-def hparams_from_args(args, bn_from_scratch, precision='float32'):
-    """train_msc.py's flags -> HParams (precision: the one precision.choose settled on)."""
+def hparams_from_args(args, bn_from_scratch, precision='float32', class_weights=None):
+    """train_msc.py's flags -> HParams (precision: the one precision.choose settled on;
+    class_weights: the values of --class-weights' file, class_weights.read)."""
     return HParams(args.num_classes, tuple(args.scales), args.is_training, bn_from_scratch,
                    args.sync_batch_norm, args.weight_decay, args.train_bn_params,
                    args.optimizer, args.learning_rate, args.momentum, args.num_steps,
-                   args.power, args.grad_update_every, tuple(args.aspp_lr_mult), precision)
+                   args.power, args.grad_update_every, tuple(args.aspp_lr_mult), precision,
+                   tuple(class_weights) if class_weights is not None else None,
+                   args.top_k_pixels, args.top_k_pixels_warmup)
 
 
 def trainable_variables(variables, train_bn_params=False):
@@ -76,7 +83,9 @@ def build_train_step(images, labels, hparams, global_step=None):
                                     hparams.precision)
     variables = checkpoints.model_variables()
     loss = losses.msc_loss(towers, labels, hparams.num_classes, variables,
-                           hparams.weight_decay, hparams.scales)
+                           hparams.weight_decay, hparams.scales, hparams.class_weights,
+                           losses.top_k_fraction(hparams.top_k_pixels,
+                                                 hparams.top_k_pixels_warmup, global_step))
     loss_scale = optim.dynamic_loss_scale() if hparams.precision == 'float16' else None
     ops = optim.build_train_ops(
         loss.cross_entropy, trainable_variables(variables, hparams.train_bn_params),

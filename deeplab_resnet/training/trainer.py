@@ -25,7 +25,7 @@ from PIL import Image
 from deeplab_resnet.checkpoint import checkpoints, provenance, settings
 from deeplab_resnet.common.errors import InputError, warn as warn_line
 from deeplab_resnet.common.progress import format_seconds
-from deeplab_resnet.data import colormap, datalist, dataset_cli
+from deeplab_resnet.data import class_weights, colormap, datalist, dataset_cli
 from deeplab_resnet.data.colormap import decode_labels, inv_preprocess
 from deeplab_resnet.data.image_reader import ImageReader, input_error_from_op_error
 from deeplab_resnet.network.model import variable_name
@@ -43,13 +43,14 @@ EXIT_CLUSTER = 4
 
 RunFacts = collections.namedtuple('RunFacts', [
     'class_names', 'train_list', 'cluster', 'geometry', 'resume', 'input_position',
-    'validation', 'started', 'palette', 'server_ids'])
+    'validation', 'started', 'palette', 'server_ids', 'class_weights'])
 """What a run knows before its graph: class names (list of str), train list
 (provenance.list_info), cluster (distribute.Cluster), geometry (snapshots.InputGeometry), the
 snapshot to resume (snapshots.check_resume's (prefix, record), or (None, None)), where the
 data sequence starts (0, or the resumed snapshot's position), the validation.Validation or
 None, when the command started (time.time(), for the start-up time), the class colours
-([C][R, G, B]) and the test server's ids (C ints or None), as class_settings gives them."""
+([C][R, G, B]) and the test server's ids (C ints or None), as class_settings gives them, and
+--class-weights' file as read (class_weights.ClassWeights) or None."""
 
 TrainGraph = collections.namedtuple('TrainGraph', [
     'global_step', 'loss', 'ops', 'image_arrays', 'scalar_summary', 'saver', 'network_saver',
@@ -214,11 +215,14 @@ def prepare(args, cluster, warn=warn_line, started=None):
     the initial weights), the validation list. Returns RunFacts."""
     from deeplab_resnet.training import validation
     names, palette, server_ids = class_settings(args)
+    weights = (class_weights.read(args.class_weights, args.num_classes)
+               if args.class_weights else None)
     datalist.require_list(args.data_list)
     train_list = provenance.list_info(args.data_list)
     geometry = snapshots.InputGeometry(args.batch_size * args.grad_update_every
                                        * len(cluster.devices), cluster.num_workers)
-    latest, record = snapshots.check_resume(args, train_list, warn, geometry, cluster.is_chief)
+    latest, record = snapshots.check_resume(args, train_list, warn, geometry, cluster.is_chief,
+                                            weights.values if weights else None)
     position = 0
     if latest is None:
         snapshots.initial_weights(args)   # fails early when they are missing
@@ -228,7 +232,7 @@ def prepare(args, cluster, warn=warn_line, started=None):
     val = (validation.Validation.from_args(args, names, train_list, warn, palette=palette)
            if args.val_list else None)
     return RunFacts(names, train_list, cluster, geometry, (latest, record), position, val,
-                    time.time() if started is None else started, palette, server_ids)
+                    time.time() if started is None else started, palette, server_ids, weights)
 
 
 def train(args, log=print, warn=warn_line, started=None, stop=None, lease=None):
@@ -254,7 +258,8 @@ def train(args, log=print, warn=warn_line, started=None, stop=None, lease=None):
         facts = prepare(args, cluster, warn, started)
         devices.log_devices(log, warn)
         hparams = hparams_from_args(args, snapshots.from_scratch(args),
-                                    precision.choose(args.precision, warn))
+                                    precision.choose(args.precision, warn),
+                                    facts.class_weights.values if facts.class_weights else None)
         graph = build_graph(args, facts, hparams)
         if facts.validation:
             facts.validation.build(args.num_classes)
@@ -480,7 +485,8 @@ class Loop(object):
         args, facts = self.args, self.facts
         record = provenance.training_record(
             args, facts.train_list, self.start.init, self.step, facts.class_names,
-            distribute.describe(facts.cluster), facts.palette, facts.server_ids)
+            distribute.describe(facts.cluster), facts.palette, facts.server_ids,
+            facts.class_weights)
         record['input'] = snapshots.input_record(self.position(), facts.geometry)
         return record
 
