@@ -15,7 +15,7 @@ from PIL import Image
 
 from helpers import make_calibrated_checkpoint, make_dataset
 from deeplab_resnet.common.constants import IMG_MEAN_BGR
-from test_predict_inference import ENV, ROOT, run_main, save_image
+from test_predict_inference import ENV, ROOT, expect_exit_2, run_main, save_image
 
 pytestmark = pytest.mark.usefixtures('small_network')
 
@@ -129,26 +129,17 @@ def expect_usage_error(argv, fragment):
     assert 'error:' in last and fragment in last, stderr
 
 
-def expect_one_error_line(argv, *fragments):
-    code, stdout, stderr = run_main(argv)
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert code == 2, stderr
-    assert len(lines) == 1 and lines[0].startswith('error:'), stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def test_bad_export_tflite_flags_refused_in_one_line(tmp_path):
     ckpt = str(tmp_path / 'absent.ckpt')   # every refusal comes before the checkpoint is read
     model = tmp_path / 'm.tflite'
     expect_usage_error(['--export-tflite', model, ckpt, '--precision', 'bfloat16'],
                        '--export-tflite writes a float32 model')
     model.write_bytes(b'an earlier model')
-    expect_one_error_line(['--export-tflite', model, ckpt], str(model), 'would overwrite')
+    expect_exit_2(['--export-tflite', model, ckpt], str(model), 'would overwrite')
     other = tmp_path / 'n.tflite'
     (tmp_path / 'n.tflite.json').write_text('{}')
-    expect_one_error_line(['--export-tflite', other, ckpt], 'n.tflite.json', 'would overwrite')
-    expect_one_error_line(['--export-tflite', tmp_path, ckpt], 'is a directory')
+    expect_exit_2(['--export-tflite', other, ckpt], 'n.tflite.json', 'would overwrite')
+    expect_exit_2(['--export-tflite', tmp_path, ckpt], 'is a directory')
     assert model.read_bytes() == b'an earlier model' and not other.exists()
 
 
