@@ -63,6 +63,7 @@ def get_arguments(argv=None):
     cli.add_model_arguments(p, from_record=True)
     cli.add_precision_argument(p)
     cli.add_max_side_argument(p)
+    cli.add_tile_arguments(p)
     p.add_argument('--save-dir', default='./output/',
                    help='where the outputs go (default %(default)s)')
     p.add_argument('--data-dir', default='',
@@ -109,6 +110,7 @@ def get_arguments(argv=None):
                 or litert.flag_conflict(args))
     if conflict:
         p.error(conflict)
+    cli.check_tile_flags(p, args, args.save_probs)
     resolve_crf_arguments(args)   # --crf-params' file: InputError, one line
     return args
 

@@ -69,6 +69,7 @@ def build_parser(description=None, crf=False, more=()):
     cli.add_precision_argument(p)
     cli.add_deterministic_argument(p)
     cli.add_max_side_argument(p)
+    cli.add_tile_arguments(p)
     p.add_argument('--num-steps', type=cli.positive_int, default=None,
                    help='evaluate only the first N images of the list (default: all)')
     p.add_argument('--restore-from', default=DEFAULT_CHECKPOINT,
@@ -117,6 +118,7 @@ def parse_arguments(argv=None, description=None, crf=False, more=()):
     conflict = memory.max_side_conflict(args.max_side, args.crf, False)
     if conflict:
         p.error(conflict)
+    cli.check_tile_flags(p, args)
     per_image.check_arguments(args)   # InputError: one line
     if crf:
         resolve_crf_arguments(args)   # --crf-params' file (InputError: one line)
@@ -201,7 +203,8 @@ def prepare(args, warn=warn_line):
                                 args.class_names, **dataset_cli.dataset_settings(args))
     image_sizes = [labels.image_size(ex.image) for ex in examples]   # headers, read once
     memory.check_fits([(ex.image,) + hw for ex, hw in zip(examples, image_sizes)],
-                      args.scales, args.flip, restored.settings['num_classes'], args.max_side)
+                      args.scales, args.flip, restored.settings['num_classes'], args.max_side,
+                      tile=args.tile, probs=args.crf)
     scan_labels(examples, restored.settings['num_classes'], args.ignore_label,
                 check_values=not args.ignore_out_of_range, image_sizes=image_sizes)
     for message in restored.warnings:
@@ -291,7 +294,8 @@ def run_network(args, prepared, log=print, warn=warn_line, collector=None):
     arithmetic = precision.choose(args.precision, warn)
     predictor = Predictor(prepared.restored.prefix, num_classes, tuple(args.scales),
                           args.flip, settings['img_mean'], args.threads, arithmetic,
-                          found_in=prepared.restored.found_in, max_side=args.max_side)
+                          found_in=prepared.restored.found_in, max_side=args.max_side,
+                          tile=args.tile, tile_stride=args.tile_stride)
     restored = followed(prepared.restored, predictor.prefix)
     log(summary_line(restored, _run_text(args, len(examples), prepared.total,
                                                   arithmetic)))
