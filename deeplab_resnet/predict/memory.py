@@ -1,7 +1,7 @@
 """What segmenting one image needs in memory, known from its header before any pixel is read,
 and the check that refuses an image that cannot fit (instead of the kernel's silent kill).
 
-A Predictor segments every image whole (no crop). Its memory beyond the fixed part (import,
+A Predictor segments every image whole (no crop) unless --tile. Its memory beyond the fixed part (import,
 graph, weights: FIXED_BYTES) grows with the pixels: the network's activations with the pixels
 of every scaled input (BYTES_PER_NETWORK_PIXEL), twice with --flip (measured: the flip adds
 about what the network takes, not the full-size part); the full-size logits, probabilities and
