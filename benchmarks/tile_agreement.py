@@ -21,9 +21,11 @@ sys.path.insert(0, ROOT)
 
 
 def main():
-    from deeplab_resnet import cli, datalist, evaluation, imageio, metrics
-    from deeplab_resnet.predictor import Predictor
-    from deeplab_resnet.windows import num_windows, strides_of
+    from deeplab_resnet.common import cli
+    from deeplab_resnet.data import datalist, imageio
+    from deeplab_resnet.evaluation import metrics
+    from deeplab_resnet.predict.predictor import Predictor
+    from deeplab_resnet.common.windows import num_windows, strides_of
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data-list', required=True)

@@ -1,4 +1,4 @@
-"""--tile (tiling.py, windows.py): the windows' arithmetic by hand; the tiled Predictor against a
+"""--tile (predict/tiling.py, common/windows.py): the windows' arithmetic by hand; the tiled Predictor against a
 NumPy recomputation that feeds each window to the network on its own (offsets derived by
 hand, mean-colour padding, coverage average, bilinear upsampling at 8 pixels a grid step);
 the whole-image path, bit for bit, when a window covers the image; the tiled SavedModel
@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 from helpers import make_checkpoint
-from deeplab_resnet import memory
-from deeplab_resnet.constants import IMG_MEAN_BGR
-from deeplab_resnet.errors import InputError
-from deeplab_resnet.windows import axis_windows, default_stride, num_windows, tile_problem
+from deeplab_resnet.common.constants import IMG_MEAN_BGR
+from deeplab_resnet.common.errors import InputError
+from deeplab_resnet.common.windows import axis_windows, default_stride, num_windows, tile_problem
+from deeplab_resnet.predict import memory
 
 pytestmark = pytest.mark.usefixtures('small_network')
 
@@ -65,7 +65,7 @@ def ckpt(module_dir, small_network):
 
 @pytest.fixture(scope='module')
 def tiled(ckpt):
-    from deeplab_resnet.predictor import Predictor
+    from deeplab_resnet.predict.predictor import Predictor
     with Predictor(ckpt, NC, SCALES, flip=True, tile=TILE, tile_stride=STRIDE) as predictor:
         yield predictor
 
@@ -75,8 +75,8 @@ class WindowNet(object):
 
     def __init__(self, prefix):
         import tensorflow as tf
-        from deeplab_resnet import msc
-        from deeplab_resnet.predictor import restore_folded
+        from deeplab_resnet.network import msc
+        from deeplab_resnet.predict.predictor import restore_folded
         tf1 = tf.compat.v1
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -147,7 +147,7 @@ def test_tiled_against_numpy_recomputation(tiled, ckpt, shape):
 
 
 def test_whole_path_bit_for_bit_when_a_window_covers(tiled, ckpt):
-    from deeplab_resnet.predictor import Predictor
+    from deeplab_resnet.predict.predictor import Predictor
     images = [_image((33, 41), 3), _image((20, 17), 4), _image((33, 9), 5)]
     with Predictor(ckpt, NC, SCALES, flip=True) as whole:
         for rgb in images:
@@ -268,7 +268,7 @@ def test_memory_check_learns_windows(monkeypatch):
 
 
 def test_pixel_limit_raised_where_the_memory_check_accepts(tmp_path, monkeypatch):
-    from deeplab_resnet.labels import image_size
+    from deeplab_resnet.data.labels import image_size
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)
     path = str(tmp_path / 'big.png')
     Image.new('RGB', (300, 200)).save(path)      # 60,000 pixels, 60 times PIL's limit here
@@ -283,8 +283,8 @@ def test_pixel_limit_raised_where_the_memory_check_accepts(tmp_path, monkeypatch
 
 
 def test_colour_mask_in_strips_equals_colourise():
-    from deeplab_resnet.colormap import colourise
-    from deeplab_resnet.inference import OUTPUT_STRIP_ROWS, colour_mask
+    from deeplab_resnet.data.colormap import colourise
+    from deeplab_resnet.predict.segment import OUTPUT_STRIP_ROWS, colour_mask
     labels = np.random.RandomState(0).randint(0, 6, (2 * OUTPUT_STRIP_ROWS + 7, 5))
     labels[3, 2] = 255
     assert np.array_equal(colour_mask(labels, 6), colourise(labels, 6))
