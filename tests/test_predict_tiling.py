@@ -18,7 +18,8 @@ from PIL import Image
 from helpers import make_checkpoint
 from deeplab_resnet.common.constants import IMG_MEAN_BGR
 from deeplab_resnet.common.errors import InputError
-from deeplab_resnet.common.windows import axis_windows, default_stride, num_windows, tile_problem
+from deeplab_resnet.common.windows import (axis_windows, default_stride, logit_size,
+                                           num_windows, tile_problem)
 from deeplab_resnet.predict import memory
 
 pytestmark = pytest.mark.usefixtures('small_network')
@@ -40,6 +41,8 @@ def test_windows_by_hand():
     assert axis_windows(41, 65, 40) == (41, [0])
     assert axis_windows(65, 65, 40) == (65, [0])
     assert axis_windows(66, 65, 40) == (65, [0, 8])
+    from deeplab_resnet.network.model import output_size
+    assert all(logit_size(n) == output_size(n) for n in range(2, 3000))
     assert default_stride(513) == 336 and default_stride(65) == 40 and default_stride(17) == 8
     assert num_windows(60, 65, (65, 65)) == 1 and num_windows(150, 66, (65, 65)) == 4 * 2
     assert tile_problem((65, 513)) is None and tile_problem((65, 65), (64, 8)) is None
@@ -96,7 +99,7 @@ class WindowNet(object):
 def reference(net, rgb):
     """The tiled prediction recomputed: windows at offsets derived by hand in
     test_windows_by_hand's way, padded with the mean colour (0 after the mean), logits summed
-    on the stride-8 grid and divided by the coverage; bilinear at 8 pixels a grid step."""
+    on the stride-8 grid and divided by the coverage; bilinear where the whole image reads."""
     h, w = rgb.shape[:2]
     bgr = rgb[..., ::-1].astype(np.float32) - np.asarray(IMG_MEAN_BGR, np.float32)
     gh, gw = -(-(h - 1) // 8) + 1, -(-(w - 1) // 8) + 1
@@ -114,7 +117,11 @@ def reference(net, rgb):
             cover[y // 8:y // 8 + logits.shape[0], x // 8:x // 8 + logits.shape[1]] += 1
     assert cover.min() >= 1
     grid = total / cover[..., None]
-    fy, fx = np.arange(h) / 8.0, np.arange(w) / 8.0
+    # read where the whole-image path reads its logits: the network's logit count for the
+    # side (model.output_size) stretched over the pixels (align corners)
+    from deeplab_resnet.network.model import output_size
+    fy = np.arange(h) * (output_size(h) - 1.0) / (h - 1)
+    fx = np.arange(w) * (output_size(w) - 1.0) / (w - 1)
     y0, x0 = np.minimum(fy.astype(int), gh - 1), np.minimum(fx.astype(int), gw - 1)
     y1, x1 = np.minimum(y0 + 1, gh - 1), np.minimum(x0 + 1, gw - 1)
     dy, dx = (fy - y0)[:, None, None], (fx - x0)[None, :, None]
@@ -139,10 +146,13 @@ def test_tiled_against_numpy_recomputation(tiled, ckpt, shape):
     top2 = np.sort(logits, axis=-1)
     close = (top2[..., -1] - top2[..., -2]) < 1e-4 * np.ptp(logits)
     assert np.all((labels == expected) | close), agree
-    soft = np.exp(logits - logits.max(-1, keepdims=True))
-    soft /= soft.sum(-1, keepdims=True)
+    # the probabilities (for the CRF): log-softmax within 1e-4 of the logits' range
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_soft = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     assert probs.shape == shape + (NC,)
-    assert np.abs(probs - soft).max() < 1e-4
+    assert np.allclose(probs.sum(-1), 1, atol=1e-5)
+    kept = probs > 1e-6
+    assert np.abs(np.log(probs[kept]) - log_soft[kept]).max() < 1e-4 * np.ptp(logits)
     assert np.array_equal(tiled.predict(rgb)[0], labels)
 
 
@@ -243,11 +253,11 @@ def test_tiled_savedmodel_against_inference(tmp_path, ckpt):
 
 def test_memory_check_learns_windows(monkeypatch):
     # 9000x9000, 1 scale, 21 classes, --tile 513: the window's network (263,169 pixels),
-    # the grid (1126^2 points x 21 classes), a strip of 65 rows and 16 bytes per pixel.
+    # the grid (1126^2 points x 21 classes), a strip of 32 rows and 16 bytes per pixel.
     need = memory.tiled_bytes(9000, 9000, (1.0,), False, 21, (513, 513))
     assert need == (memory.BYTES_PER_NETWORK_PIXEL * 513 * 513
                     + memory.GRID_BYTES_PER_CLASS_POINT * 21 * 1126 * 1126
-                    + memory.STRIP_BYTES_PER_CLASS_PIXEL * 21 * 65 * 9000
+                    + memory.STRIP_BYTES_PER_CLASS_PIXEL * 21 * 32 * 9000
                     + memory.TILED_BYTES_PER_PIXEL * 81000000)
     assert memory.tiled_bytes(500, 400, (1.0,), False, 21, (513, 513)) == (
         memory.image_bytes(500, 400, (1.0,), False, 21))

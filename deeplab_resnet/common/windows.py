@@ -6,7 +6,7 @@ STRIDE = 8            # the network's output stride: windows' sides are 8k + 1, 
 DEFAULT_WINDOW = 513  # DeepLab's crop
 DEFAULT_OVERLAP = 1.0 / 3   # the default stride is 2/3 of the window (mmsegmentation's 341
                             # for 512), rounded down to a multiple of 8
-STRIP_ROWS = 64       # pixel rows upsampled at a time (a multiple of STRIDE)
+STRIP_ROWS = 32       # pixel rows upsampled at a time
 MIN_WINDOW = 17       # 3 logits per side at least
 
 
@@ -42,6 +42,12 @@ def grid_size(n):
     """Grid points along a side of n pixels: ceil((n - 1) / 8) + 1 (the last at or past the
     last pixel)."""
     return (n - 1 + STRIDE - 1) // STRIDE + 1
+
+
+def logit_size(n):
+    """The network's logit count along a side of n pixels (model.output_size: conv1, the
+    ceil-mode pool1, res3a's stride 2): (n + 1) // 8 + 1; works on ints and tensors."""
+    return (n + 1) // STRIDE + 1
 
 
 def covers(h, w, window):

@@ -36,11 +36,12 @@ LABEL_BYTES_PER_PIXEL = 4 + 3        # full-size int32 labels after --max-side, 
 MIN_SIDE = 33                        # smallest --max-side suggested (the network's stride)
 # --tile (measured with benchmarks/tile_memory.py; docs/evaluation.md):
 TILED_BYTES_PER_PIXEL = 16           # uint8 image read + the graph's copy (6), label strips
-                                     # (uint8, 1) and their concatenation (1), int32 labels (4)
-                                     # and the caller's copy (4)
+                                     # (uint8, 1) and their concatenation (1), int32 labels (4),
+                                     # the colour mask written (3) and one more byte
 GRID_BYTES_PER_CLASS_POINT = 12      # per class and stride-8 grid point: sums, their update,
                                      # the average
-STRIP_BYTES_PER_CLASS_PIXEL = 12     # per class and pixel of a strip: upsampled logits, argmax
+STRIP_BYTES_PER_CLASS_PIXEL = 20     # per class and pixel of a strip: the two columns read,
+                                     # their difference, the upsampled logits, the argmax
 
 
 def scaled_pixels(h, w, scales):
@@ -80,7 +81,7 @@ def tiled_bytes(h, w, scales, flip, num_classes, tile, probs=False):
     passes = 2 if flip else 1
     need = (passes * BYTES_PER_NETWORK_PIXEL * scaled_pixels(side_h, side_w, scales)
             + GRID_BYTES_PER_CLASS_POINT * num_classes * grid_size(h) * grid_size(w)
-            + STRIP_BYTES_PER_CLASS_PIXEL * num_classes * min(h, STRIP_ROWS + 1) * w
+            + STRIP_BYTES_PER_CLASS_PIXEL * num_classes * min(h, STRIP_ROWS) * w
             + TILED_BYTES_PER_PIXEL * h * w)
     if probs:
         need += BYTES_PER_CLASS_PIXEL * num_classes * h * w

@@ -107,7 +107,7 @@ class Predictor(object):
         else:
             fetch = [self.labels, self.probs] if want_probs else [self.labels]
         out = self.sess.run(fetch, {self.rgb: rgb})
-        return out[0], (out[1] if want_probs else None)
+        return out[0].astype(np.int32, copy=False), (out[1] if want_probs else None)
 
     def predict_fused(self, rgb):
         """The fused logits behind predict's probabilities (msc.fused_logits), at their own
@@ -165,8 +165,8 @@ class ProbsFromFused(object):
 def _tiled_outputs(rgb, num_classes, tile, tile_stride, scales, flip, precision, img_mean):
     """The tiled graph (tiling.tiled_predict) on the Predictor's placeholder, built twice
     around one set of windows: {False: (labels, None), True: (labels, full-size probs)}
-    (the probabilities only for the dense CRF). The variables exist already (the whole-image
-    graph made them)."""
+    (the probabilities only for the dense CRF); labels uint8 for fewer than 257 classes (made
+    int32 by predict). The variables exist already (the whole-image graph made them)."""
     grid = tiling.grid_logits(rgb, num_classes, tile, tile_stride, scales, flip, precision,
                               fold_batch_norm=True, img_mean=img_mean)
     h, w = tf.shape(rgb)[0], tf.shape(rgb)[1]

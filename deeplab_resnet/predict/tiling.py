@@ -15,10 +15,10 @@ fewer than 8 pixels) is padded with the mean colour (zero after the mean is subt
 side shorter than the window gets one window of the smallest 8k + 1 that covers it.
 
 Windows along a side start at 0, stride, 2 stride, ... (stride a multiple of 8, default
-DEFAULT_OVERLAP of the window: 336 for 513, 40 for 65), the last one moved back so that it
-ends at the grid's last point. The averaged grid is upsampled (bilinear, exactly 8 pixels per
-grid step) and its argmax taken in strips of STRIP_ROWS rows, so the full-size float logits
-never exist. All of it is one graph (tf.while_loop over the windows, another over the
+2/3 of the window rounded down: 336 for 513, 40 for 65), the last one moved back so that it
+ends at the grid's last point. The averaged grid is upsampled (bilinear, read where the
+whole-image path reads its logits: see grid_to_full) and its argmax taken in strips of
+STRIP_ROWS rows, so the full-size float logits never exist. All of it is one graph (tf.while_loop over the windows, another over the
 strips): the Predictor and the exported SavedModel run the same one. An image that one
 window covers is not tiled: it runs the whole-image path (msc.predict_probs), bit for bit.
 """
@@ -26,10 +26,9 @@ import tensorflow as tf
 
 from deeplab_resnet.common.constants import IMG_MEAN_BGR
 from deeplab_resnet.common.windows import (MIN_WINDOW, STRIDE, STRIP_ROWS,  # noqa: F401
-                                           covers, strides_of)
+                                           covers, logit_size, strides_of)
 from deeplab_resnet.data.image_reader import preprocess_image
 from deeplab_resnet.network import msc
-from deeplab_resnet.network.resize import resize_bilinear
 
 tf1 = tf.compat.v1
 
@@ -100,28 +99,42 @@ def grid_logits(rgb, num_classes, window, stride=None, scales=(1.0,), flip=False
     return total / cover[..., None]
 
 
+def _sample_points(size, logits):
+    """Where the whole-image path samples its logits for each of `size` pixels (resize_bilinear
+    with align_corners from `logits` points): (lower index, upper index, weight of the upper),
+    [size] int32, int32, float32."""
+    scale = tf.where(size > 1, tf.cast(logits - 1, tf.float32)
+                     / tf.cast(tf.maximum(size - 1, 1), tf.float32), 0.0)
+    position = tf.cast(tf.range(size), tf.float32) * scale
+    lower = tf.cast(tf.floor(position), tf.int32)
+    return lower, tf.minimum(lower + 1, logits - 1), position - tf.cast(lower, tf.float32)
+
+
 def grid_to_full(grid, h, w, want_probs=False, label_dtype=tf.int32):
-    """Upsamples a stride-8 grid of logits to h x w (bilinear, pixel y at grid point y / 8)
-    and takes the argmax, STRIP_ROWS rows at a time.
+    """Upsamples a stride-8 grid of logits to h x w and takes the argmax, STRIP_ROWS rows at a
+    time. Pixel y is read where the whole-image path reads it: its first
+    logit_size(h) = (h + 1) // 8 + 1 points (the network's logit count for a side of h,
+    model.output_size) stretched over the h pixels, bilinear (align corners); for a side of
+    8k + 1 that is exactly y / 8, elsewhere within 7 pixels of it.
 
     Args:
       grid: [ceil((h-1)/8)+1, ceil((w-1)/8)+1, C] float32 logits (grid_logits).
       want_probs: also the softmax, [h, w, C] float32 (for the dense CRF).
-      label_dtype: the strips' dtype (tf.uint8 for fewer than 257 classes: a quarter of the
-        memory until the labels are whole); the labels returned are int32 either way.
-    Returns: (labels [h, w] int32, probs [h, w, C] float32 or None).
+      label_dtype: the labels' dtype (tf.uint8 for fewer than 257 classes: a quarter of
+        int32's memory, 81 MB at 9000x9000).
+    Returns: (labels [h, w] label_dtype, probs [h, w, C] float32 or None).
     """
-    rows_per = STRIP_ROWS // STRIDE
-    points_h, points_w = tf.shape(grid)[0], tf.shape(grid)[1]
     count = (h + STRIP_ROWS - 1) // STRIP_ROWS
-    width = STRIDE * (points_w - 1) + 1
+    y_lo, y_hi, y_frac = _sample_points(h, logit_size(h))
+    x_lo, x_hi, x_frac = _sample_points(w, logit_size(w))
+    x_frac = x_frac[None, :, None]
 
     def body(j, labels, probs):
-        g0 = j * rows_per
-        g1 = tf.minimum(g0 + rows_per, points_h - 1)
-        rows = tf.minimum(STRIP_ROWS, h - j * STRIP_ROWS)
-        up = resize_bilinear(grid[None, g0:g1 + 1], tf.stack([STRIDE * (g1 - g0) + 1, width]))
-        up = up[0, :rows, :w]
+        rows = tf.range(j * STRIP_ROWS, tf.minimum((j + 1) * STRIP_ROWS, h))
+        top, bottom = tf.gather(grid, tf.gather(y_lo, rows)), tf.gather(grid, tf.gather(y_hi, rows))
+        band = top + (bottom - top) * tf.gather(y_frac, rows)[:, None, None]
+        left, right = tf.gather(band, x_lo, axis=1), tf.gather(band, x_hi, axis=1)
+        up = left + (right - left) * x_frac
         labels = labels.write(j, tf.cast(tf.argmax(up, axis=-1, output_type=tf.int32),
                                          label_dtype))
         if want_probs:
@@ -133,16 +146,16 @@ def grid_to_full(grid, h, w, want_probs=False, label_dtype=tf.int32):
     _, labels, probs = tf1.while_loop(lambda j, *_: j < count, body,
                                       [tf.constant(0), labels, probs],
                                       parallel_iterations=1, back_prop=False)
-    labels = tf.cast(labels.concat(), tf.int32)
-    return labels, (probs.concat() if want_probs else None)
+    return labels.concat(), (probs.concat() if want_probs else None)
 
 
 def tiled_predict(rgb, num_classes, window, stride=None, scales=(1.0,), flip=False,
                   precision='float32', fold_batch_norm=False, img_mean=IMG_MEAN_BGR,
                   want_probs=False):
-    """[H, W, 3] uint8 RGB -> (labels [H, W] int32, probs [H, W, C] float32 or None): the
-    windows (grid_logits), upsampled in strips (grid_to_full). Always tiled, even when one
-    window covers the image (segment_labels chooses); the variables must exist."""
+    """[H, W, 3] uint8 RGB -> (labels [H, W] uint8 for fewer than 257 classes, else int32;
+    probs [H, W, C] float32 or None): the windows (grid_logits), upsampled in strips
+    (grid_to_full). Always tiled, even when one window covers the image (segment_labels
+    chooses); the variables must exist."""
     grid = grid_logits(rgb, num_classes, window, stride, scales, flip, precision,
                        fold_batch_norm, img_mean)
     return grid_to_full(grid, tf.shape(rgb)[0], tf.shape(rgb)[1], want_probs,
@@ -170,7 +183,7 @@ def segment_labels(rgb, num_classes, window, stride=None, scales=(1.0,), flip=Fa
                                      fold_batch_norm=fold_batch_norm)[1][0]
 
     def tiled():
-        return tiled_predict(rgb, num_classes, window, stride, scales, flip, precision,
-                             fold_batch_norm, img_mean)[0]
+        return tf.cast(tiled_predict(rgb, num_classes, window, stride, scales, flip,
+                                     precision, fold_batch_norm, img_mean)[0], tf.int32)
 
     return tf.cond(tf.logical_and(h <= window[0], w <= window[1]), whole, tiled)
