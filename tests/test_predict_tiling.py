@@ -298,3 +298,23 @@ def test_colour_mask_in_strips_equals_colourise():
     labels = np.random.RandomState(0).randint(0, 6, (2 * OUTPUT_STRIP_ROWS + 7, 5))
     labels[3, 2] = 255
     assert np.array_equal(colour_mask(labels, 6), colourise(labels, 6))
+
+
+def test_crf_evaluation_with_tile_runs_on_the_whole_image(tmp_path, ckpt):
+    """evaluate_msc_with_CRF.py --tile: the windows' full-size probabilities go to the CRF
+    (both images are taller than the window's 33 rows: tiled), and both tables and the JSON's
+    settings come back."""
+    import evaluate_msc_with_CRF
+    from helpers import make_dataset
+    data_list = make_dataset(str(tmp_path), num_images=2, sizes=((40, 50), (41, 37)))
+    out_json = tmp_path / 'eval.json'
+    code, out, err = run_main(evaluate_msc_with_CRF, [
+        '--data-dir', tmp_path, '--data-list', data_list, '--restore-from', ckpt,
+        '--num-classes', NC, '--scales', '1.0', '--tile', '%d,%d' % TILE,
+        '--tile-stride', '%d,%d' % STRIDE, '--crf-iterations', '2', '--num-workers', '1',
+        '--output-json', out_json])
+    assert code == 0, err
+    assert 'windows of 41x33 every 16,24' in out and 'mIoU before CRF' in out
+    results = json.loads(out_json.read_text())
+    assert results['settings']['tile'] == list(TILE)
+    assert results['crf']['metrics']['mean_iou'] is not None

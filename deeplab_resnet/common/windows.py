@@ -74,3 +74,13 @@ def num_windows(h, w, window, stride=None):
     stride = strides_of(window, stride)
     return (len(axis_windows(h, window[0], stride[0])[1])
             * len(axis_windows(w, window[1], stride[1])[1]))
+
+
+def tile_text(window, stride=None):
+    """', windows of 513x513 every 336,336' for the run's summary line ('' without a
+    window)."""
+    if not window:
+        return ''
+    stride = strides_of(window, stride)
+    return ', windows of %dx%d every %d,%d' % (window[1], window[0], stride[0], stride[1])
+

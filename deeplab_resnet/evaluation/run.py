@@ -35,6 +35,7 @@ import time
 from deeplab_resnet.checkpoint import provenance
 from deeplab_resnet.common import cli
 from deeplab_resnet.common.constants import TRAIN_SCALES
+from deeplab_resnet.common.windows import strides_of, tile_text
 from deeplab_resnet.data import datalist, dataset_cli, imageio, labels, server_ids
 from deeplab_resnet.evaluation import metrics, per_image
 from deeplab_resnet.predict import memory
@@ -274,6 +275,7 @@ def _run_text(args, num_images, total, arithmetic):
             % (num_images, '' if num_images == total else ' of %d' % total,
                ','.join('%g' % v for v in args.scales), 'on' if args.flip else 'off',
                arithmetic))
+    text += tile_text(args.tile, args.tile_stride)
     if args.crf:
         text += ', CRF with %d worker%s' % (args.crf_workers,
                                            '' if args.crf_workers == 1 else 's')
@@ -347,6 +349,9 @@ def results_dict(args, prepared, net_metrics, seconds):
             'num_classes': settings['num_classes'], 'class_names': settings['class_names'],
             'img_mean': list(settings['img_mean']), 'scales': list(args.scales),
             'flip': bool(args.flip), 'ignore_label': args.ignore_label,
+            'tile': list(args.tile) if getattr(args, 'tile', None) else None,
+            'tile_stride': (list(strides_of(args.tile, args.tile_stride))
+                            if getattr(args, 'tile', None) else None),
             'ignore_out_of_range': bool(args.ignore_out_of_range),
             'sources': settings['sources'],
             'dataset': getattr(args, 'dataset', None),

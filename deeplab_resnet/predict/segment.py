@@ -33,6 +33,7 @@ from PIL import Image
 
 from deeplab_resnet.checkpoint.settings import restore_settings, summary_line
 from deeplab_resnet.common.errors import InputError
+from deeplab_resnet.common.windows import tile_text
 from deeplab_resnet.data import datalist, dataset_cli, imageio, labels, server_ids
 from deeplab_resnet.data.colormap import colourise
 from deeplab_resnet.predict import memory
@@ -325,9 +326,11 @@ def _segment(images, restored, args, start, log, err):
                    max_side=getattr(args, 'max_side', None), tile=getattr(args, 'tile', None),
                    tile_stride=getattr(args, 'tile_stride', None)) as predictor, \
             pool as crf_pool:
-        log('graph built and weights restored in %.1f s (scales %s%s%s, %s, %s)'
+        log('graph built and weights restored in %.1f s (scales %s%s%s%s, %s, %s)'
             % (time.time() - t_build, ','.join('%g' % s for s in args.scales),
-               ', flip' if args.flip else '', ', CRF' if args.crf else '', arithmetic,
+               ', flip' if args.flip else '',
+               tile_text(getattr(args, 'tile', None), getattr(args, 'tile_stride', None)),
+               ', CRF' if args.crf else '', arithmetic,
                '%d threads' % args.threads if args.threads else "TensorFlow's threads"))
         t_loop = time.time()
         if progress:
