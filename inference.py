@@ -43,11 +43,16 @@ SavedModel (--export-savedmodel DIR), in plain TensorFlow 2:
   model = tf.saved_model.load(DIR)
   out = model.signatures['serving_default'](image=tf.constant(rgb))   # uint8 [H, W, 3] RGB
   out['labels']: int32 [H, W]; out['probabilities']: float32 [H, W, C]
+  With --tile H,W it does the windows inside its graph and returns out['labels'] only.
 
 LiteRT model (--export-tflite FILE; float32; settings in FILE.json), without TensorFlow:
   from ai_edge_litert.interpreter import Interpreter      # pip install ai-edge-litert
   out = Interpreter(model_path=FILE).get_signature_runner('serving_default')(image=rgb)
   out['labels'], out['probabilities']: as the SavedModel's (docs/evaluation.md)
+
+large images: one that does not fit the memory whole is refused before any work, naming
+  --tile H,W (full resolution in overlapping windows, each side 8k+1; slower where they
+  overlap) and --max-side N (brought down to N pixels; fast, coarser): docs/evaluation.md.
 """
 
 
@@ -63,6 +68,7 @@ def get_arguments(argv=None):
     cli.add_model_arguments(p, from_record=True)
     cli.add_precision_argument(p)
     cli.add_max_side_argument(p)
+    cli.add_tile_arguments(p)
     p.add_argument('--save-dir', default='./output/',
                    help='where the outputs go (default %(default)s)')
     p.add_argument('--data-dir', default='',
@@ -109,6 +115,7 @@ def get_arguments(argv=None):
                 or litert.flag_conflict(args))
     if conflict:
         p.error(conflict)
+    cli.check_tile_flags(p, args, args.save_probs)
     resolve_crf_arguments(args)   # --crf-params' file: InputError, one line
     return args
 

@@ -4,6 +4,7 @@ The --dataset flags, which read a descriptor, are in data/dataset_cli.py."""
 import argparse
 
 from deeplab_resnet.common.constants import IGNORE_LABEL, IMG_MEAN_BGR, NUM_CLASSES_VOC
+from deeplab_resnet.common.windows import DEFAULT_WINDOW, default_stride, tile_problem
 
 
 def _floats(text, count=None, what='numbers'):
@@ -37,6 +38,30 @@ def scales(text):
     if any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError('scales must be positive, got %r' % text)
     return values
+
+
+def _two_ints(text, what):
+    values = _floats(text, 2, 'integers h,w')
+    if any(v != int(v) for v in values):
+        raise argparse.ArgumentTypeError('%s must be two integers h,w, got %r' % (what, text))
+    return int(values[0]), int(values[1])
+
+
+def tile(text):
+    """--tile 'H,W' (or one number for a square) -> (h, w), each side 8k + 1 >= 17."""
+    parts = [v for v in text.split(',') if v.strip()]
+    value = _two_ints(text + ',' + text if len(parts) == 1 else text, '--tile')
+    problem = tile_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def tile_stride(text):
+    """--tile-stride 'H,W' (or one number) -> (h, w) ints (checked against --tile by
+    check_tile_flags)."""
+    parts = [v for v in text.split(',') if v.strip()]
+    return _two_ints(text + ',' + text if len(parts) == 1 else text, '--tile-stride')
 
 
 def lr_mults(text):
@@ -140,6 +165,41 @@ def add_max_side_argument(parser):
                              'side (bilinear), its labels brought back to its size (nearest); '
                              'for images too large for the memory, which is estimated from '
                              'the headers before any work (default: every image whole)')
+
+
+def add_tile_arguments(parser):
+    """--tile H,W and --tile-stride H,W (evaluation, inference, export; predict/tiling.py)."""
+    parser.add_argument('--tile', type=tile, default=None, metavar='H,W',
+                        help='segment an image that one H x W window does not cover in '
+                             'overlapping windows, at full resolution, in memory bounded by '
+                             'the window (each side 8k+1, e.g. %d,%d; the fused logits of the '
+                             'windows are averaged where they overlap); for images too large '
+                             'for the memory whole, or to trade time for memory (default: '
+                             'every image whole)' % (DEFAULT_WINDOW, DEFAULT_WINDOW))
+    parser.add_argument('--tile-stride', type=tile_stride, default=None, metavar='H,W',
+                        help='offset between neighbouring windows, multiples of 8 (default: '
+                             '2/3 of the window rounded down to a multiple of 8, e.g. %d for '
+                             '%d)' % (default_stride(DEFAULT_WINDOW), DEFAULT_WINDOW))
+
+
+def check_tile_flags(parser, args, save_probs=False):
+    """parser.error (one line, exit status 2) for --tile-stride without --tile or not fitting
+    it, --tile with --max-side, --save-probs or --crf-search."""
+    if args.tile_stride and not args.tile:
+        parser.error('--tile-stride needs --tile')
+    if args.tile:
+        problem = tile_problem(args.tile, args.tile_stride)
+        if problem:
+            parser.error(problem)
+        if getattr(args, 'max_side', None):
+            parser.error('--tile and --max-side are two ways for large images (full '
+                         'resolution in windows, or the image brought down): choose one')
+        if save_probs:
+            parser.error('--save-probs with --tile: the full-size probabilities are what '
+                         '--tile avoids making (use --save-labels, or no --tile)')
+        if getattr(args, 'crf_search', None):
+            parser.error('--crf-search keeps each image\'s whole-image logits: it cannot be '
+                         'combined with --tile')
 
 
 def add_precision_argument(parser):

@@ -32,11 +32,27 @@ def image_size(path):
     Raises: InputError naming the file when it cannot be opened as an image.
     """
     try:
-        with Image.open(path) as img:
-            w, h = img.size
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except Image.DecompressionBombError:
+            w, h = _size_past_pixel_limit(path)
     except Exception as e:   # PIL raises many types for corrupt files
         raise InputError('%s: cannot decode image (%s)' % (path, e.__class__.__name__))
     return h, w
+
+
+def _size_past_pixel_limit(path):
+    """(w, h) of an image above twice PIL's pixel limit, which Image.open refuses even for
+    the header: read with the limit off for the header only (nothing is decoded); whether it
+    is decoded is memory.check_fits's decision."""
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as img:
+            return img.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def size_mismatch(example, image_hw, label_hw):

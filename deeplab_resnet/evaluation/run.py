@@ -5,7 +5,8 @@ callable on its own with any predictor, e.g. one sharing a training session) and
 
 Every image is segmented at full resolution (no cropping): the multi-scale logits (fused by
 max, optionally averaged with the mirrored image's) are upsampled bilinearly to the image
-size before the argmax (``predictor.Predictor``). One int64 confusion matrix is accumulated
+size before the argmax (``predictor.Predictor``); with --tile in overlapping windows whose
+logits are averaged (``tiling``), with --max-side brought down first. One int64 confusion matrix is accumulated
 over the whole set (ignore-label pixels skipped) and the metrics are computed from it
 (``metrics.compute_metrics``). With ``args.crf`` the softmax probabilities also go through a
 fully connected CRF in worker processes (``crf.CRFPool``) while the network runs on the next
@@ -34,6 +35,7 @@ import time
 from deeplab_resnet.checkpoint import provenance
 from deeplab_resnet.common import cli
 from deeplab_resnet.common.constants import TRAIN_SCALES
+from deeplab_resnet.common.windows import strides_of, tile_text
 from deeplab_resnet.data import datalist, dataset_cli, imageio, labels, server_ids
 from deeplab_resnet.evaluation import metrics, per_image
 from deeplab_resnet.predict import memory
@@ -69,6 +71,7 @@ def build_parser(description=None, crf=False, more=()):
     cli.add_precision_argument(p)
     cli.add_deterministic_argument(p)
     cli.add_max_side_argument(p)
+    cli.add_tile_arguments(p)
     p.add_argument('--num-steps', type=cli.positive_int, default=None,
                    help='evaluate only the first N images of the list (default: all)')
     p.add_argument('--restore-from', default=DEFAULT_CHECKPOINT,
@@ -117,6 +120,7 @@ def parse_arguments(argv=None, description=None, crf=False, more=()):
     conflict = memory.max_side_conflict(args.max_side, args.crf, False)
     if conflict:
         p.error(conflict)
+    cli.check_tile_flags(p, args)
     per_image.check_arguments(args)   # InputError: one line
     if crf:
         resolve_crf_arguments(args)   # --crf-params' file (InputError: one line)
@@ -201,7 +205,8 @@ def prepare(args, warn=warn_line):
                                 args.class_names, **dataset_cli.dataset_settings(args))
     image_sizes = [labels.image_size(ex.image) for ex in examples]   # headers, read once
     memory.check_fits([(ex.image,) + hw for ex, hw in zip(examples, image_sizes)],
-                      args.scales, args.flip, restored.settings['num_classes'], args.max_side)
+                      args.scales, args.flip, restored.settings['num_classes'], args.max_side,
+                      tile=args.tile, probs=args.crf)
     scan_labels(examples, restored.settings['num_classes'], args.ignore_label,
                 check_values=not args.ignore_out_of_range, image_sizes=image_sizes)
     for message in restored.warnings:
@@ -270,6 +275,7 @@ def _run_text(args, num_images, total, arithmetic):
             % (num_images, '' if num_images == total else ' of %d' % total,
                ','.join('%g' % v for v in args.scales), 'on' if args.flip else 'off',
                arithmetic))
+    text += tile_text(args.tile, args.tile_stride)
     if args.crf:
         text += ', CRF with %d worker%s' % (args.crf_workers,
                                            '' if args.crf_workers == 1 else 's')
@@ -291,7 +297,8 @@ def run_network(args, prepared, log=print, warn=warn_line, collector=None):
     arithmetic = precision.choose(args.precision, warn)
     predictor = Predictor(prepared.restored.prefix, num_classes, tuple(args.scales),
                           args.flip, settings['img_mean'], args.threads, arithmetic,
-                          found_in=prepared.restored.found_in, max_side=args.max_side)
+                          found_in=prepared.restored.found_in, max_side=args.max_side,
+                          tile=args.tile, tile_stride=args.tile_stride)
     restored = followed(prepared.restored, predictor.prefix)
     log(summary_line(restored, _run_text(args, len(examples), prepared.total,
                                                   arithmetic)))
@@ -342,6 +349,9 @@ def results_dict(args, prepared, net_metrics, seconds):
             'num_classes': settings['num_classes'], 'class_names': settings['class_names'],
             'img_mean': list(settings['img_mean']), 'scales': list(args.scales),
             'flip': bool(args.flip), 'ignore_label': args.ignore_label,
+            'tile': list(args.tile) if getattr(args, 'tile', None) else None,
+            'tile_stride': (list(strides_of(args.tile, args.tile_stride))
+                            if getattr(args, 'tile', None) else None),
             'ignore_out_of_range': bool(args.ignore_out_of_range),
             'sources': settings['sources'],
             'dataset': getattr(args, 'dataset', None),

@@ -15,6 +15,12 @@ It loads in plain eager TensorFlow 2, with no tf.compat.v1 call::
 
 The settings the graph was built with (class count, scales, flip, image mean, class names,
 checkpoint) are also written to DIR/assets.extra/deeplab.json, for people and tools.
+
+Exported with a window (`tile`, inference.py --export-savedmodel DIR --tile H,W), the graph
+segments any image at full resolution in one call, in overlapping windows inside the graph
+(tiling.segment_labels: a tf.while_loop over the windows; an image one window covers runs
+whole), and returns the labels only: out['labels'], [H, W] int32 (full-size probabilities
+would be what the windows avoid: 6.8 GB at 9000x9000 and 21 classes).
 """
 import collections
 import json
@@ -50,12 +56,14 @@ def check_export_dir(export_dir):
 
 
 def export_savedmodel(checkpoint, export_dir, num_classes, scales=(1.0,), flip=False,
-                      img_mean=IMG_MEAN_BGR, class_names=None):
+                      img_mean=IMG_MEAN_BGR, class_names=None, tile=None, tile_stride=None):
     """Writes the SavedModel (see the module docstring). Returns export_dir.
 
     Args:
       checkpoint: checkpoint prefix or directory (its latest checkpoint).
       export_dir: absent or empty directory.
+      tile, tile_stride: (h, w) window and stride (tiling.py), or None: whole images, with
+        the probabilities.
     Raises: InputError for a bad checkpoint (missing, another class count) or export_dir.
     """
     check_export_dir(export_dir)
@@ -69,16 +77,19 @@ def export_savedmodel(checkpoint, export_dir, num_classes, scales=(1.0,), flip=F
     try:
         with graph.as_default():
             rgb = tf1.placeholder(tf.uint8, [None, None, 3], name=INPUT_KEY)
-            probs, labels = msc.predict_probs(preprocess_image(rgb[None], img_mean),
-                                              num_classes, tuple(scales), flip,
-                                              fold_batch_norm=True)
-            probs = tf.identity(probs[0], name=PROBS_KEY)
-            labels = tf.identity(labels[0], name=LABELS_KEY)
+            if tile:
+                outputs = tiled_outputs(rgb, num_classes, scales, flip, img_mean, tile,
+                                        tile_stride)
+            else:
+                probs, labels = msc.predict_probs(preprocess_image(rgb[None], img_mean),
+                                                  num_classes, tuple(scales), flip,
+                                                  fold_batch_norm=True)
+                outputs = {LABELS_KEY: tf.identity(labels[0], name=LABELS_KEY),
+                           PROBS_KEY: tf.identity(probs[0], name=PROBS_KEY)}
             with tf1.Session(graph=graph) as sess:
                 restore_folded(sess, prefix)
                 signature = tf1.saved_model.signature_def_utils.predict_signature_def(
-                    inputs={INPUT_KEY: rgb},
-                    outputs={LABELS_KEY: labels, PROBS_KEY: probs})
+                    inputs={INPUT_KEY: rgb}, outputs=outputs)
                 builder = tf1.saved_model.Builder(tmp)
                 builder.add_meta_graph_and_variables(
                     sess, [tf1.saved_model.tag_constants.SERVING],
@@ -97,6 +108,8 @@ def export_savedmodel(checkpoint, export_dir, num_classes, scales=(1.0,), flip=F
             ('outputs', {LABELS_KEY: 'int32 [H, W]', PROBS_KEY: 'float32 [H, W, C]'}),
             ('tensorflow_version', tf.__version__),
         ])
+        if tile:
+            settings.update(tiled_settings(tile, tile_stride))
         os.makedirs(os.path.join(tmp, 'assets.extra'), exist_ok=True)
         with open(os.path.join(tmp, SETTINGS_FILE), 'w') as f:
             json.dump(settings, f, indent=2)
@@ -107,3 +120,22 @@ def export_savedmodel(checkpoint, export_dir, num_classes, scales=(1.0,), flip=F
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return export_dir
+
+
+def tiled_outputs(rgb, num_classes, scales, flip, img_mean, tile, tile_stride):
+    """The tiled signature's outputs: {LABELS_KEY: [H, W] int32} (tiling.segment_labels on
+    the uint8 placeholder `rgb`, batch norm folded)."""
+    from deeplab_resnet.predict import tiling
+    labels = tiling.segment_labels(rgb, num_classes, tuple(tile), tile_stride, tuple(scales),
+                                   flip, fold_batch_norm=True, img_mean=img_mean)
+    return {LABELS_KEY: tf.identity(labels, name=LABELS_KEY)}
+
+
+def tiled_settings(tile, tile_stride):
+    """The deeplab.json entries of a tiled SavedModel: its window, stride and outputs."""
+    from deeplab_resnet.common.windows import strides_of
+    return collections.OrderedDict([
+        ('tile', [int(v) for v in tile]),
+        ('tile_stride', [int(v) for v in strides_of(tile, tile_stride)]),
+        ('outputs', {LABELS_KEY: 'int32 [H, W]'}),
+    ])

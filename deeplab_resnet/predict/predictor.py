@@ -14,7 +14,7 @@ from deeplab_resnet.common.constants import IMG_MEAN_BGR
 from deeplab_resnet.common.errors import InputError, warn as warn_line
 from deeplab_resnet.data.image_reader import preprocess_image
 from deeplab_resnet.network import model, msc
-from deeplab_resnet.predict import memory
+from deeplab_resnet.predict import memory, tiling
 from deeplab_resnet.runtime.session import session_config
 
 tf1 = tf.compat.v1
@@ -61,15 +61,19 @@ class Predictor(object):
         that the hardware suits it, precision.choose).
       max_side: an image whose longer side exceeds it is segmented brought down to it
         (bilinear) and its labels brought back to its size (nearest); no probabilities then.
+      tile: (h, w) window (each side 8k + 1), or None: an image that one window does not
+        cover is segmented in overlapping windows (tiling.py), at full resolution;
+        tile_stride: (h, w) multiples of 8, or None (tiling.default_stride).
     Call predict(rgb) with [H, W, 3] uint8 RGB: returns (labels [H, W] int32,
     probs [H, W, C] float32 or None unless want_probs).
     """
 
     def __init__(self, checkpoint, num_classes, scales=(1.0,), flip=False,
                  img_mean=IMG_MEAN_BGR, threads=0, precision='float32', found_in=None,
-                 max_side=None):
+                 max_side=None, tile=None, tile_stride=None):
         self.prefix = checkpoints.resolve_checkpoint(checkpoint)
         self.max_side = max_side
+        self.tile = tuple(tile) if tile else None
         self.num_classes = num_classes
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -80,6 +84,9 @@ class Predictor(object):
                                               fold_batch_norm=True, fused_out=fused)
             self.probs, self.labels = probs[0], labels[0]
             self.fused = tf.concat(fused, axis=0)   # [1 or 2 (flip), h, w, C]
+            if self.tile:
+                self.tiled = _tiled_outputs(self.rgb, num_classes, self.tile, tile_stride,
+                                            scales, flip, precision, img_mean)
             self.sess = tf1.Session(config=session_config(threads, inference=True))
             self.prefix = restore_folded(self.sess, self.prefix, found_in)
         self.graph.finalize()
@@ -94,9 +101,13 @@ class Predictor(object):
             reduced = np.asarray(Image.fromarray(rgb).resize(small[::-1], Image.BILINEAR))
             labels = self.sess.run(self.labels, {self.rgb: reduced})
             return memory.nearest_upsample(labels, h, w), None
-        fetch = [self.labels, self.probs] if want_probs else [self.labels]
+        if self.tile and not tiling.covers(h, w, self.tile):
+            labels, probs = self.tiled[bool(want_probs)]
+            fetch = [labels, probs] if want_probs else [labels]
+        else:
+            fetch = [self.labels, self.probs] if want_probs else [self.labels]
         out = self.sess.run(fetch, {self.rgb: rgb})
-        return out[0], (out[1] if want_probs else None)
+        return out[0].astype(np.int32, copy=False), (out[1] if want_probs else None)
 
     def predict_fused(self, rgb):
         """The fused logits behind predict's probabilities (msc.fused_logits), at their own
@@ -149,6 +160,19 @@ class ProbsFromFused(object):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _tiled_outputs(rgb, num_classes, tile, tile_stride, scales, flip, precision, img_mean):
+    """The tiled graph (tiling.tiled_predict) on the Predictor's placeholder, built twice
+    around one set of windows: {False: (labels, None), True: (labels, full-size probs)}
+    (the probabilities only for the dense CRF); labels uint8 for fewer than 257 classes (made
+    int32 by predict). The variables exist already (the whole-image graph made them)."""
+    grid = tiling.grid_logits(rgb, num_classes, tile, tile_stride, scales, flip, precision,
+                              fold_batch_norm=True, img_mean=img_mean)
+    h, w = tf.shape(rgb)[0], tf.shape(rgb)[1]
+    dtype = tf.uint8 if num_classes <= 256 else tf.int32
+    return {False: tiling.grid_to_full(grid, h, w, False, dtype),
+            True: tiling.grid_to_full(grid, h, w, True, dtype)}
 
 
 Prediction = collections.namedtuple('Prediction', ['item', 'image', 'labels', 'probs', 'crf'])

@@ -33,6 +33,7 @@ from PIL import Image
 
 from deeplab_resnet.checkpoint.settings import restore_settings, summary_line
 from deeplab_resnet.common.errors import InputError
+from deeplab_resnet.common.windows import tile_text
 from deeplab_resnet.data import datalist, dataset_cli, imageio, labels, server_ids
 from deeplab_resnet.data.colormap import colourise
 from deeplab_resnet.predict import memory
@@ -45,6 +46,7 @@ SUFFIXES = {'mask': '_mask.png', 'label': '.png', 'overlay': '_overlay.jpg',
             'probs': '_probs.npy'}
 MAX_LISTED = 3
 MAX_CLASSES_IN_PNG = 256
+OUTPUT_STRIP_ROWS = 512   # rows coloured / blended at a time (huge images: bounded temporaries)
 
 
 def collect_images(paths, data_dir=''):
@@ -112,6 +114,19 @@ def overlay(rgb, mask, alpha=OVERLAY_ALPHA):
     return np.clip(np.round(blend), 0, 255).astype(np.uint8)
 
 
+def _strips(height, rows=OUTPUT_STRIP_ROWS):
+    return [slice(top, min(top + rows, height)) for top in range(0, height, rows)]
+
+
+def colour_mask(labels, num_classes, palette=None):
+    """colourise(labels) [H, W, 3] uint8, made OUTPUT_STRIP_ROWS rows at a time (colourise's
+    int64 index copies of a 9000x9000 label map would be 1.3 GB)."""
+    mask = np.empty(labels.shape + (3,), np.uint8)
+    for rows in _strips(len(labels)):
+        mask[rows] = colourise(labels[rows], num_classes, palette)
+    return mask
+
+
 def check_save_dir(save_dir, images, kinds, others=()):
     """Raises InputError when save_dir is a file, or when an output of the kinds in `kinds`
     (keys of SUFFIXES), named after one of `images`, would overwrite one of `images` or
@@ -133,14 +148,17 @@ def save_outputs(save_dir, stem, rgb, labels, probs, num_classes, kinds, palette
     rgb, 'probs' needs probs) in `palette`'s colours (None: VOC's). Returns {kind: path
     written}."""
     paths = {kind: os.path.join(save_dir, stem + SUFFIXES[kind]) for kind in kinds}
-    mask = (colourise(labels, num_classes, palette) if 'mask' in kinds or 'overlay' in kinds
+    mask = (colour_mask(labels, num_classes, palette) if 'mask' in kinds or 'overlay' in kinds
             else None)
     if 'mask' in kinds:
         imageio.write_rgb_png(paths['mask'], mask)
     if 'label' in kinds:
         imageio.write_index_png(paths['label'], labels, palette)
     if 'overlay' in kinds:
-        Image.fromarray(overlay(rgb, mask)).save(paths['overlay'], quality=OVERLAY_JPEG_QUALITY)
+        blend = np.empty_like(mask)
+        for rows in _strips(len(mask)):
+            blend[rows] = overlay(rgb[rows], mask[rows])
+        Image.fromarray(blend).save(paths['overlay'], quality=OVERLAY_JPEG_QUALITY)
     if 'probs' in kinds:
         np.save(paths['probs'], probs.astype(np.float16))
     return paths
@@ -190,7 +208,8 @@ def run(args, start=None, out=None, err=None):
         raise InputError('%d classes: masks and label PNGs hold at most %d'
                          % (restored.settings['num_classes'], MAX_CLASSES_IN_PNG))
     memory.check_fits(header_sizes(images), args.scales, args.flip,
-                      restored.settings['num_classes'], getattr(args, 'max_side', None))
+                      restored.settings['num_classes'], getattr(args, 'max_side', None),
+                      tile=getattr(args, 'tile', None), probs=args.crf)
     for message in restored.warnings:
         warn(message)
     log(summary_line(restored))
@@ -214,13 +233,16 @@ def _export(restored, args, log):
     from deeplab_resnet.predict.export import export_savedmodel
     settings = restored.settings
     t = time.time()
+    tile = getattr(args, 'tile', None)
     export_savedmodel(restored.prefix, args.export_savedmodel, settings['num_classes'],
                       args.scales, args.flip, settings['img_mean'],
-                      settings['class_names'] if settings['names_known'] else None)
-    log('SavedModel written to %s in %.1f s (scales %s%s); call it with '
+                      settings['class_names'] if settings['names_known'] else None,
+                      tile=tile, tile_stride=getattr(args, 'tile_stride', None))
+    log('SavedModel written to %s in %.1f s (scales %s%s%s); call it with '
         'tf.saved_model.load(DIR).signatures["serving_default"](image=<uint8 RGB [H, W, 3]>)'
         % (args.export_savedmodel, time.time() - t, ','.join('%g' % s for s in args.scales),
-           ', flip' if args.flip else ''))
+           ', flip' if args.flip else '',
+           ', windows of %dx%d, labels only' % (tile[1], tile[0]) if tile else ''))
 
 
 def _export_tflite(restored, args, log):
@@ -301,10 +323,14 @@ def _segment(images, restored, args, start, log, err):
     with Predictor(restored.prefix, settings['num_classes'], scales=tuple(args.scales),
                    flip=args.flip, img_mean=settings['img_mean'], threads=args.threads,
                    precision=arithmetic, found_in=restored.found_in,
-                   max_side=getattr(args, 'max_side', None)) as predictor, pool as crf_pool:
-        log('graph built and weights restored in %.1f s (scales %s%s%s, %s, %s)'
+                   max_side=getattr(args, 'max_side', None), tile=getattr(args, 'tile', None),
+                   tile_stride=getattr(args, 'tile_stride', None)) as predictor, \
+            pool as crf_pool:
+        log('graph built and weights restored in %.1f s (scales %s%s%s%s, %s, %s)'
             % (time.time() - t_build, ','.join('%g' % s for s in args.scales),
-               ', flip' if args.flip else '', ', CRF' if args.crf else '', arithmetic,
+               ', flip' if args.flip else '',
+               tile_text(getattr(args, 'tile', None), getattr(args, 'tile_stride', None)),
+               ', CRF' if args.crf else '', arithmetic,
                '%d threads' % args.threads if args.threads else "TensorFlow's threads"))
         t_loop = time.time()
         if progress:
