@@ -144,12 +144,6 @@ def test_bad_export_tflite_flags_refused_in_one_line(tmp_path):
 
 
 def test_tile_refused_with_export_tflite(tmp_path):
-    # MERGE (issue 29): --tile comes from the branch h-tile. Once it is merged, inference.py
-    # has the flag and this test runs: remove this skip then (litert.flag_conflict already
-    # refuses args.tile).
-    _, usage, _ = run_main(['--help'])
-    if '--tile' not in usage:
-        pytest.skip('inference.py has no --tile yet (issue 29, branch h-tile)')
     expect_usage_error(['--export-tflite', tmp_path / 'm.tflite', str(tmp_path / 'ckpt'),
                         '--tile', '65,65'], 'cannot be combined with --tile')
 

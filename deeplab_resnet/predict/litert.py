@@ -35,7 +35,7 @@ def flag_conflict(args):
     follow, else None. args: inference.py's parsed arguments."""
     if not getattr(args, 'export_tflite', None):
         return None
-    if getattr(args, 'tile', None):   # issue 29: --tile comes from h-tile; see docs/evaluation.md
+    if getattr(args, 'tile', None):
         return ('--export-tflite writes a whole-image model: it cannot be combined with --tile '
                 '(export without --tile; windows are for --export-savedmodel and segmenting)')
     if getattr(args, 'precision', 'float32') != 'float32':
