@@ -395,7 +395,7 @@ def test_missing_listed_file_via_cli(env, tmp_path):
 
 def test_huge_image_refused_before_any_work(env, tmp_path, capsys, monkeypatch):
     """A 9000x9000 image (one colour: a PNG of ~100 KB) with 8 GB available: one line naming
-    it, what it needs and the --max-side that fits, exit 2, before the network is built (the
+    it, what it needs, the --tile and the --max-side that fit, exit 2, before the network is built (the
     estimate itself is checked by hand in test_predict_memory.py)."""
     from test_predict_memory import one_colour_png
     from deeplab_resnet.predict import memory
@@ -409,4 +409,5 @@ def test_huge_image_refused_before_any_work(env, tmp_path, capsys, monkeypatch):
                         str(tmp_path / 'huge.png'))
     need = memory.needed_bytes(9000, 9000, (1.0, 0.75, 0.5), False, NUM_CLASSES)
     assert ('a 9000x9000 image needs about %.1f GB to segment (scales 1,0.75,0.5), 8.0 GB is '
-            'available: pass --max-side ' % (need / 2 ** 30)) in line, line
+            'available: pass --tile 513,513 (full resolution, in overlapping windows) or '
+            '--max-side ' % (need / 2 ** 30)) in line, line
