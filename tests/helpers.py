@@ -1,4 +1,6 @@
 """Small generated datasets and checkpoints for tests (no downloads)."""
+import contextlib
+import io
 import os
 import re
 
@@ -168,3 +170,14 @@ def expect_error_line(main, argv, capsys, *fragments):
     for fragment in fragments:
         assert fragment in err[0], (fragment, err[0])
     return err[0]
+
+
+def run_captured(fn, *args, **kwargs):
+    """fn(*args) -> (result or SystemExit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            result = fn(*args, **kwargs)
+        except SystemExit as e:
+            result = e.code
+    return result, out.getvalue(), err.getvalue()

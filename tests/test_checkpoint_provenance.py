@@ -4,9 +4,7 @@ evaluation overlap, resuming only a matching snapshot, flags that contradict a r
 Module fixtures: one full-size synthetic caffemodel named as the authors' VOC 2012 release,
 converted once; one training run of 1 step at 33x33 initialised from it.
 """
-import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -23,23 +21,13 @@ sys.path.insert(0, HERE)
 import caffe_reference as ref  # noqa: E402
 import evaluate_msc  # noqa: E402
 import helpers  # noqa: E402
+from helpers import run_captured  # noqa: E402
 import train_msc  # noqa: E402
-from deeplab_resnet.checkpoint import provenance, settings
-from deeplab_resnet.weights import caffemodel   # noqa: E402
+from deeplab_resnet.checkpoint import provenance, settings  # noqa: E402
 from deeplab_resnet.common.constants import IGNORE_LABEL, IMG_MEAN_BGR, VOC_CLASS_NAMES  # noqa: E402
+from deeplab_resnet.weights import caffemodel  # noqa: E402
 
 SIZE = 33
-
-
-def run_captured(fn, *args, **kwargs):
-    """fn(*args) -> (result or SystemExit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            result = fn(*args, **kwargs)
-        except SystemExit as e:
-            result = e.code
-    return result, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope='module')
@@ -56,7 +44,7 @@ def env(module_dir):
     from deeplab_resnet.weights import to_checkpoint as convert
     warnings = []
     converted, _, _ = run_captured(convert.convert, model, os.path.join(root, 'converted'),
-                                warn=warnings.append)
+                                   warn=warnings.append)
     os.remove(model)
     snap = os.path.join(root, 'snap')
     code, out, err = run_captured(train_msc.main, train_args(

@@ -1,8 +1,6 @@
 """inference.py end to end on generated images and a generated checkpoint: every output read
 back, directory and list-file inputs, the provenance record, bad input, and the SavedModel
 loaded by plain eager TensorFlow 2 in a subprocess."""
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -12,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import make_checkpoint, make_dataset, make_descriptor
+from helpers import make_checkpoint, make_dataset, make_descriptor, run_captured
 from deeplab_resnet.common.constants import IMG_MEAN_BGR
 from deeplab_resnet.data.colormap import colourise, voc_palette_flat
 
@@ -26,13 +24,7 @@ import inference as script  # noqa: E402  (the root script; conftest puts the ro
 
 def run_main(argv):
     """main(argv) in-process -> (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = script.main([str(a) for a in argv])
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
+    return run_captured(script.main, [str(a) for a in argv])
 
 
 def error_lines(err):

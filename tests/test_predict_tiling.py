@@ -4,8 +4,6 @@ hand, mean-colour padding, coverage average, bilinear upsampling at 8 pixels a g
 the whole-image path, bit for bit, when a window covers the image; the tiled SavedModel
 (plain TensorFlow 2, in a subprocess) against inference.py --tile; bad flags in one line; the
 memory check's windows and PIL's pixel limit. On the small test network."""
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -15,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import make_checkpoint
+from helpers import make_checkpoint, run_captured
 from deeplab_resnet.common.constants import IMG_MEAN_BGR
 from deeplab_resnet.common.errors import InputError
 from deeplab_resnet.common.windows import (axis_windows, default_stride, logit_size,
@@ -167,13 +165,8 @@ def test_whole_path_bit_for_bit_when_a_window_covers(tiled, ckpt):
 
 
 def run_main(module, argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = module.main([str(a) for a in argv])
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
+    """module.main(argv) in-process -> (exit code, stdout, stderr)."""
+    return run_captured(module.main, [str(a) for a in argv])
 
 
 @pytest.mark.parametrize('flags, needle', [
