@@ -105,6 +105,25 @@ def test_random_against_loops_and_accumulation():
         assert m[key] == pytest.approx(ref[key]), key
 
 
+def test_counted_in_chunks_as_at_once(monkeypatch):
+    """A label map larger than a chunk (7 pixels here, 4 M in use) is counted chunk by chunk:
+    the explicit loop's matrix, a non-contiguous view included; a bad value in the last
+    chunk is still found."""
+    from deeplab_resnet.evaluation import metrics
+    monkeypatch.setattr(metrics, 'CHUNK_PIXELS', 7)
+    rng = np.random.RandomState(1)
+    labels = rng.randint(0, 4, size=(9, 10)).astype(np.uint8)
+    labels[rng.rand(9, 10) < 0.3] = 255
+    preds = rng.randint(0, 4, size=(9, 10))
+    for lab, pred in ((labels, preds), (labels[:, ::3], preds[:, ::3])):
+        assert confusion_matrix(lab, pred, 4).tolist() == loop_confusion(
+            lab.ravel(), pred.ravel(), 4)
+    bad = labels.copy()
+    bad[-1, -1] = 9
+    with pytest.raises(ValueError, match=r'\[9\]'):
+        confusion_matrix(bad, preds, 4)
+
+
 def test_degenerate_inputs():
     all_ignore = np.full((3, 3), 255, np.uint8)
     cm = confusion_matrix(all_ignore, np.zeros((3, 3), np.int64), 3)

@@ -22,8 +22,12 @@ from deeplab_resnet.common.names import class_names as default_class_names
 from deeplab_resnet.data.labels import out_of_range_values
 
 
+CHUNK_PIXELS = 1 << 22   # pixels counted at a time: about 100 MB of temporaries, whatever
+                         # the image's size (a 9000 x 9000 label map at once took ~20 B a pixel)
+
+
 def confusion_matrix(labels, preds, num_classes, ignore_label=IGNORE_LABEL):
-    """Confusion matrix of one image (or any batch of pixels).
+    """Confusion matrix of one image (or any batch of pixels), counted CHUNK_PIXELS at a time.
 
     Args:
       labels: integer array, ground truth (e.g. [H, W] uint8); pixels equal to
@@ -40,17 +44,21 @@ def confusion_matrix(labels, preds, num_classes, ignore_label=IGNORE_LABEL):
     if labels.shape != preds.shape:
         raise ValueError('labels shape %s != predictions shape %s'
                          % (labels.shape, preds.shape))
-    keep = labels != ignore_label
-    gt = labels[keep].astype(np.int64)
-    pr = preds[keep].astype(np.int64)
-    if gt.size and (gt.min() < 0 or gt.max() >= num_classes):
-        raise ValueError('label values %s outside [0, %d) and not the ignore label %d'
-                         % (out_of_range_values(labels, num_classes, ignore_label),
-                            num_classes, ignore_label))
-    if pr.size and (pr.min() < 0 or pr.max() >= num_classes):
-        raise ValueError('prediction values outside [0, %d)' % num_classes)
-    counts = np.bincount(gt * num_classes + pr, minlength=num_classes * num_classes)
-    return counts.astype(np.int64).reshape(num_classes, num_classes)
+    flat_labels, flat_preds = labels.reshape(-1), preds.reshape(-1)
+    counts = np.zeros(num_classes * num_classes, np.int64)
+    for start in range(0, flat_labels.size, CHUNK_PIXELS):
+        stop = start + CHUNK_PIXELS
+        keep = flat_labels[start:stop] != ignore_label
+        gt = flat_labels[start:stop][keep].astype(np.int64)
+        pr = flat_preds[start:stop][keep].astype(np.int64)
+        if gt.size and (gt.min() < 0 or gt.max() >= num_classes):
+            raise ValueError('label values %s outside [0, %d) and not the ignore label %d'
+                             % (out_of_range_values(labels, num_classes, ignore_label),
+                                num_classes, ignore_label))
+        if pr.size and (pr.min() < 0 or pr.max() >= num_classes):
+            raise ValueError('prediction values outside [0, %d)' % num_classes)
+        counts += np.bincount(gt * num_classes + pr, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
 
 
 class ConfusionMatrix(object):
