@@ -7,7 +7,7 @@
 
 Nothing is downloaded: random weights (batch norm calibrated on the inputs), generated
 images. Each phase runs in a child process (its own GPU memory peak; --smoke: all in this
-process, one training and one inference graph) and one table ends the run:
+process, one training, one inference and one tiling graph) and one table ends the run:
 
   env        the devices line, TensorFlow's CUDA / cuDNN build, TF32, the precision chosen
              for --precision bfloat16 (precision.choose), a large GEMM per precision: the
@@ -22,6 +22,10 @@ process, one training and one inference graph) and one table ends the run:
   infer      3-scale inference (batch norm folded, the scripts' inference session): latency
              of the first image of a new size (cuDNN autotunes every new shape) vs a
              repeated size.
+  tile       a 1024x2048 image (Cityscapes) at 3 scales, whole (as infer) and in windows of
+             513x513 (--tile 513,513, the default stride; tiling.tiled_predict) in one graph:
+             s/step of each, peak GPU memory of each, the window count, and the share of
+             pixels labelled alike (random weights: a sanity figure, not an accuracy).
   two        two replicas (MirroredStrategy: NCCL over two GPUs), batch 1 each, frozen batch
              norm, and with --is-training --sync-batch-norm (one all-reduce per batch norm
              and pass, and one per moving average); skipped with one GPU (virtual GPUs would
@@ -56,10 +60,11 @@ TRAIN_SCALES = speed.TRAIN_SCALES
 FULL = dict(size=(321, 321), scales=TRAIN_SCALES, warmup=3, repeats=10, gemm_n=8192,
             pipeline_image=speed.PIPELINE_IMAGE, pipeline_images=200,
             infer_sizes=[(375, 500), (500, 375), (513, 513)], infer_scales=TRAIN_SCALES,
-            det_steps=2)
+            tile_size=(1024, 2048), tile_scales=TRAIN_SCALES, tile=(513, 513), det_steps=2)
 SMOKE = dict(size=(33, 33), scales=(1.0,), warmup=1, repeats=2, gemm_n=256,
              pipeline_image=(45, 60), pipeline_images=4, infer_sizes=[(33, 33), (41, 49)],
-             infer_scales=(1.0,), det_steps=1)
+             infer_scales=(1.0,), tile_size=(41, 73), tile_scales=(1.0,), tile=(33, 33),
+             det_steps=1)
 SMOKE_BATCH = 1
 DTYPES = {'float32': 'float32', 'bfloat16': 'bfloat16', 'float16': 'float16'}
 
@@ -96,6 +101,13 @@ def gpu_memory_peak_mb():
         except (ValueError, RuntimeError):
             pass
     return max(peaks) if peaks else None
+
+
+def reset_gpu_memory_peak():
+    """Starts the GPUs' peaks afresh (from what is allocated now); nothing without a GPU."""
+    import tensorflow as tf
+    for gpu in tf.config.list_logical_devices('GPU'):
+        tf.config.experimental.reset_memory_stats(gpu.name)
 
 
 def ops_by_device(graph, run_metadata):
@@ -309,6 +321,60 @@ def case_infer(spec):
                 unit='img/s', gpu_peak_mb=gpu_memory_peak_mb())
 
 
+def case_tile(spec):
+    """One image of spec['size'] segmented whole (msc.predict_probs, as the Predictor) and in
+    windows of spec['tile'] (tiling.tiled_predict, the default stride) in one graph sharing
+    the variables (batch norm folded): seconds, peak GPU memory of each (reset between), the
+    window count and the share of pixels whose labels agree. A whole image that runs out of
+    GPU memory is reported as such; the tiled one still runs."""
+    import numpy as np
+    import tensorflow as tf
+    from deeplab_resnet.checkpoint import checkpoints
+    from deeplab_resnet.common.constants import IMG_MEAN_BGR
+    from deeplab_resnet.common.windows import num_windows, strides_of
+    from deeplab_resnet.data.image_reader import preprocess_image
+    from deeplab_resnet.network import model, msc
+    from deeplab_resnet.predict import tiling
+    from deeplab_resnet.runtime.session import session_config
+    tf1 = tf.compat.v1
+    h, w = spec['size']
+    tile, scales = tuple(spec['tile']), tuple(spec['scales'])
+    with tf.Graph().as_default() as g:
+        rgb = tf1.placeholder(tf.uint8, [None, None, 3])
+        whole = msc.predict_probs(preprocess_image(rgb[None], IMG_MEAN_BGR), NUM_CLASSES,
+                                  scales, precision=spec['precision'],
+                                  fold_batch_norm=True)[1][0]   # creates the variables
+        tiled = tiling.tiled_predict(rgb, NUM_CLASSES, tile, None, scales,
+                                     precision=spec['precision'], fold_batch_norm=True)[0]
+        init = tf1.global_variables_initializer()
+        fold = model.fold_batch_norm_op(checkpoints.model_variables())
+        feed = {rgb: np.random.RandomState(0).randint(0, 256, [h, w, 3]).astype(np.uint8)}
+        out = dict(windows=num_windows(h, w, tile), stride=list(strides_of(tile, None)))
+        with tf1.Session(graph=g, config=session_config(inference=True)) as sess:
+            sess.run(init)
+            sess.run(fold)
+            for key, labels in (('whole', whole), ('tiled', tiled)):
+                reset_gpu_memory_peak()
+                got = []
+                try:
+                    first, times = speed.time_runs(lambda: got.append(sess.run(labels, feed)),
+                                                   1, spec['repeats'])
+                except tf.errors.ResourceExhaustedError:
+                    if key == 'tiled':
+                        raise
+                    out.update(whole_s=None, whole_first_s=None, whole_gpu_mb=None,
+                               whole_error='out of GPU memory')
+                    continue
+                out.update({key + '_s': statistics.median(times), key + '_first_s': first,
+                            key + '_gpu_mb': gpu_memory_peak_mb(), key + '_labels': got[-1]})
+    tiled_labels, whole_labels = out.pop('tiled_labels'), out.pop('whole_labels', None)
+    if out['whole_s']:
+        out.update(ratio=out['tiled_s'] / out['whole_s'],
+                   agreement=float(np.mean(tiled_labels == whole_labels)))
+    return dict(out, median_s=out['tiled_s'], first_run_s=out['tiled_first_s'],
+                rate=1.0 / out['tiled_s'], unit='img/s', gpu_peak_mb=out['tiled_gpu_mb'])
+
+
 def case_pipeline(spec):
     """ImageReader's training batches of spec['batch'] from generated images: img/s."""
     import tensorflow as tf
@@ -334,7 +400,7 @@ def case_pipeline(spec):
 
 
 CASES = {'env': case_env, 'train': case_train, 'det': case_det, 'infer': case_infer,
-         'pipeline': case_pipeline}
+         'tile': case_tile, 'pipeline': case_pipeline}
 speed.CASES.update(('gpu_' + k, v) for k, v in CASES.items())
 
 
@@ -353,7 +419,8 @@ def plan(args, num_gpus):
                     replicas=replicas, **extra)
     steps = [(dict(base, kind='gpu_env', name='env', gemm_n=sizes['gemm_n']), None)]
     if args.smoke:
-        # One training graph, traced and run twice under op determinism; one inference graph.
+        # One training graph, traced and run twice under op determinism; one inference graph
+        # and one tiling graph (below, as in a full run).
         steps.append((train('train_float32_b1', 'float32', 1, trace=True, det=True,
                             deterministic=True), None))
         for name in ('train_float32_b%d' % args.batch, 'train_%s' % fast, 'two_float32_b1',
@@ -385,6 +452,9 @@ def plan(args, num_gpus):
     steps.append((dict(base, kind='gpu_infer', name='infer_%dscale' % len(sizes['infer_scales']),
                        scales=list(sizes['infer_scales']), precision='float32',
                        sizes=[list(s) for s in sizes['infer_sizes']]), None))
+    steps.append((dict(base, kind='gpu_tile', name='tile_%dscale' % len(sizes['tile_scales']),
+                       size=list(sizes['tile_size']), scales=list(sizes['tile_scales']),
+                       tile=list(sizes['tile']), precision='float32'), None))
     return steps
 
 
@@ -410,6 +480,14 @@ def table(results, skipped, env):
                 else 'deterministic: NOT equal %s' % r['det'].get('error', r['det']['losses']))
         if r['kind'] == 'gpu_infer':
             note = 'new size %.3f s, repeated %.3f s' % (r['new_size_s'], r['repeated_size_s'])
+        if r['kind'] == 'gpu_tile':
+            tiled = 'tiled %d windows of %dx%d every %d,%d: %s%s MB' % (
+                r['windows'], r['tile'][0], r['tile'][1], r['stride'][0], r['stride'][1],
+                '%.1fx, ' % r['ratio'] if r.get('ratio') else '', _fmt(r['tiled_gpu_mb'], '%.0f'))
+            note = ('whole: %s; %s' % (r['whole_error'], tiled) if r.get('whole_error') else
+                    'whole %.3f s, %s MB; %s; %.1f%% equal' % (
+                        r['whole_s'], _fmt(r['whole_gpu_mb'], '%.0f'), tiled,
+                        100 * r['agreement']))
         if r.get('xla'):
             note = 'XLA: first step (compile) %.1f s' % r['first_run_s']
         if r['kind'] == 'gpu_pipeline':
@@ -446,8 +524,9 @@ def env_lines(env):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--smoke', action='store_true',
-                   help='tiny sizes in this process, one training and one inference graph '
-                        '(runs on a CPU; checks that the script works, measures nothing)')
+                   help='tiny sizes in this process, one training, one inference and one '
+                        'tiling graph (runs on a CPU; checks that the script works, measures '
+                        'nothing)')
     p.add_argument('--batch', type=int, default=10,
                    help='the larger batch (default %(default)s: the GPU recipe\'s '
                         '--batch-size 10 --grad-update-every 1)')

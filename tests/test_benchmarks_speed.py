@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from deeplab_resnet.common.windows import axis_windows, strides_of
 
 pytestmark = pytest.mark.usefixtures('small_network')
 
@@ -51,8 +52,9 @@ def test_speed_quick_all(tmp_path):
 
 def test_gpu_check_smoke_runs_on_a_cpu(tmp_path):
     """benchmarks/gpu_check.py --smoke: one training graph (traced, run twice under op
-    determinism) and one inference graph at tiny sizes, the other phases listed as skipped.
-    On a CPU every op of the traced step ran on the CPU, and the two runs are bitwise equal."""
+    determinism), one inference graph and one whole-and-tiled graph at tiny sizes, the other
+    phases listed as skipped. On a CPU every op of the traced step ran on the CPU, and the two
+    runs are bitwise equal."""
     out = tmp_path / 'gpu_check.json'
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'gpu_check.py'),
                            '--smoke', '--json', str(out)], stdout=subprocess.PIPE,
@@ -61,7 +63,7 @@ def test_gpu_check_smoke_runs_on_a_cpu(tmp_path):
     assert proc.stdout.startswith('devices: CPU only (no GPU visible)'), proc.stdout
     data = json.loads(out.read_text())
     results = {r['name']: r for r in data['results']}
-    assert set(results) == {'train_float32_b1', 'pipeline_b1', 'infer_1scale'}
+    assert set(results) == {'train_float32_b1', 'pipeline_b1', 'infer_1scale', 'tile_1scale'}
     assert [name for name, _ in data['skipped']] == [
         'train_float32_b10', 'train_%s' % data['env']['fast_precision'], 'two_float32_b1',
         'det_float32_b1']
@@ -73,6 +75,15 @@ def test_gpu_check_smoke_runs_on_a_cpu(tmp_path):
     assert all(s['new_s'] > 0 and s['repeated_s'] > 0 for s in results['infer_1scale']['sizes'])
     assert [s['size'] for s in results['infer_1scale']['sizes']] == [[33, 33], [41, 49]]
     assert results['pipeline_b1']['rate'] > 0
+    tile = results['tile_1scale']   # 41x73 in windows of 33x33, at the default stride
+    stride = strides_of((33, 33), None)
+    assert tile['size'] == [41, 73] and tile['tile'] == [33, 33]
+    assert tile['stride'] == list(stride)
+    assert tile['windows'] == (len(axis_windows(41, 33, stride[0])[1])
+                               * len(axis_windows(73, 33, stride[1])[1])) > 1
+    assert tile['whole_s'] > 0 and tile['tiled_s'] > 0 and tile['median_s'] == tile['tiled_s']
+    assert tile['ratio'] == tile['tiled_s'] / tile['whole_s'] and 0 <= tile['agreement'] <= 1
+    assert tile['whole_gpu_mb'] is None and tile['tiled_gpu_mb'] is None
     assert data['env']['gemm_tflops']['float32'] > 0
 
 
@@ -90,7 +101,7 @@ def test_gpu_check_plans_every_phase_for_a_gpu_machine():
     run, skipped = names(1)
     assert run == ['env', 'train_float32_b1', 'train_float32_b10', 'train_bfloat16_b1',
                    'train_bfloat16_b10', 'det_float32_b1', 'xla_bfloat16_b10', 'pipeline_b10',
-                   'infer_3scale']
+                   'infer_3scale', 'tile_3scale']
     assert skipped == ['two_float32_b1', 'two_sync_float32_b1']
     run, skipped = names(2)
     assert 'two_float32_b1' in run and 'two_sync_float32_b1' in run and skipped == []
@@ -98,3 +109,6 @@ def test_gpu_check_plans_every_phase_for_a_gpu_machine():
     assert specs['train_float32_b1']['size'] == [321, 321]
     assert specs['two_float32_b1']['replicas'] == 2
     assert specs['train_float32_b1']['scales'] == [1.0, 0.75, 0.5]
+    tile = specs['tile_3scale']
+    assert (tile['size'], tile['tile'], tile['scales']) == ([1024, 2048], [513, 513],
+                                                            [1.0, 0.75, 0.5])
