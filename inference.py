@@ -51,8 +51,8 @@ LiteRT model (--export-tflite FILE; float32; settings in FILE.json), without Ten
   out['labels'], out['probabilities']: as the SavedModel's (docs/evaluation.md)
 
 large images: one that does not fit the memory whole is refused before any work, naming
-  --tile H,W (full resolution in overlapping windows, each side 8k+1; slower where they
-  overlap) and --max-side N (brought down to N pixels; fast, coarser): docs/evaluation.md.
+  --tile H,W (full resolution in windows, each side 8k+1; about the whole image's time
+  with the default stride, where windows touch) and --max-side N (brought down to N pixels; fast, coarser): docs/evaluation.md.
 """
 
 

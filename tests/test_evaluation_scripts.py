@@ -409,5 +409,5 @@ def test_huge_image_refused_before_any_work(env, tmp_path, capsys, monkeypatch):
                         str(tmp_path / 'huge.png'))
     need = memory.needed_bytes(9000, 9000, (1.0, 0.75, 0.5), False, NUM_CLASSES)
     assert ('a 9000x9000 image needs about %.1f GB to segment (scales 1,0.75,0.5), 8.0 GB is '
-            'available: pass --tile 513,513 (full resolution, in overlapping windows) or '
+            'available: pass --tile 513,513 (full resolution, in windows) or '
             '--max-side ' % (need / 2 ** 30)) in line, line

@@ -71,7 +71,7 @@ def test_check_fits_names_the_largest_image(tmp_path):
     side = memory.fitting_side(9000, 9000, (1.0, 0.75, 0.5), False, 21, 8 * GB)
     assert str(info.value) == (
         'big.png: a 9000x9000 image needs about %.1f GB to segment (scales 1,0.75,0.5), 8.0 GB '
-        'is available: pass --tile 513,513 (full resolution, in overlapping windows) or '
+        'is available: pass --tile 513,513 (full resolution, in windows) or '
         '--max-side %d (segmented at most %dx%d pixels, labels brought back to the image\'s '
         'size) or fewer --scales' % (need / GB, side, side, side))
     memory.check_fits(sized, (1.0, 0.75, 0.5), False, 21, max_side=side, available=8 * GB)

@@ -39,10 +39,12 @@ def test_windows_by_hand():
     assert axis_windows(41, 65, 40) == (41, [0])
     assert axis_windows(65, 65, 40) == (65, [0])
     assert axis_windows(66, 65, 40) == (65, [0, 8])
+    # Touching windows (the default stride, 64 = 8 points): 0, 64, then 88 (ends at 152).
+    assert axis_windows(150, 65, 64) == (65, [0, 64, 88])
     from deeplab_resnet.network.model import output_size
     assert all(logit_size(n) == output_size(n) for n in range(2, 3000))
-    assert default_stride(513) == 336 and default_stride(65) == 40 and default_stride(17) == 8
-    assert num_windows(60, 65, (65, 65)) == 1 and num_windows(150, 66, (65, 65)) == 4 * 2
+    assert default_stride(513) == 512 and default_stride(65) == 64 and default_stride(17) == 16
+    assert num_windows(60, 65, (65, 65)) == 1 and num_windows(150, 66, (65, 65)) == 3 * 2
     assert tile_problem((65, 513)) is None and tile_problem((65, 65), (64, 8)) is None
     for bad in ((64, 65), (9, 9), (513, 512)):
         assert '8k+1' in tile_problem(bad)
@@ -94,7 +96,7 @@ class WindowNet(object):
         return 0.5 * (plain + mirrored[:, ::-1])
 
 
-def reference(net, rgb):
+def reference(net, rgb, stride=STRIDE):
     """The tiled prediction recomputed: windows at offsets derived by hand in
     test_windows_by_hand's way, padded with the mean colour (0 after the mean), logits summed
     on the stride-8 grid and divided by the coverage; bilinear where the whole image reads."""
@@ -102,8 +104,8 @@ def reference(net, rgb):
     bgr = rgb[..., ::-1].astype(np.float32) - np.asarray(IMG_MEAN_BGR, np.float32)
     gh, gw = -(-(h - 1) // 8) + 1, -(-(w - 1) // 8) + 1
     total, cover = np.zeros((gh, gw, NC)), np.zeros((gh, gw))
-    side_h, ys = axis_windows(h, TILE[0], STRIDE[0])
-    side_w, xs = axis_windows(w, TILE[1], STRIDE[1])
+    side_h, ys = axis_windows(h, TILE[0], stride[0])
+    side_w, xs = axis_windows(w, TILE[1], stride[1])
     for y in ys:
         for x in xs:
             window = np.zeros((side_h, side_w, 3), np.float32)
@@ -128,14 +130,34 @@ def reference(net, rgb):
     return top * (1 - dy) + bottom * dy
 
 
+@pytest.fixture(scope='module')
+def window_net(ckpt):
+    return WindowNet(ckpt)
+
+
 @pytest.mark.parametrize('shape', [(75, 99), (20, 90), (50, 41)])
-def test_tiled_against_numpy_recomputation(tiled, ckpt, shape):
+def test_tiled_against_numpy_recomputation(tiled, window_net, shape):
     """Sizes not a multiple of the stride, odd, a side smaller than the window (20 < 33),
     one that fits in width only (41)."""
-    if not hasattr(test_tiled_against_numpy_recomputation, 'net'):
-        test_tiled_against_numpy_recomputation.net = WindowNet(ckpt)
     rgb = _image(shape, sum(shape))
-    logits = reference(test_tiled_against_numpy_recomputation.net, rgb)
+    check_against_reference(tiled, reference(window_net, rgb), rgb)
+
+
+def test_default_stride_touching_windows_against_numpy(ckpt, window_net):
+    """No --tile-stride: windows that touch. 75 px, windows of 33 (5 grid points), stride 32:
+    0, 32, then 48 (ends at grid point 10, pixel 80); 99 px, 41 (6 points), stride 40: 0, 40,
+    then 64 (ends at point 13, pixel 104)."""
+    from deeplab_resnet.predict.predictor import Predictor
+    assert axis_windows(75, 33, 32) == (33, [0, 32, 48])
+    assert axis_windows(99, 41, 40) == (41, [0, 40, 64])
+    rgb = _image((75, 99), 7)
+    with Predictor(ckpt, NC, SCALES, flip=True, tile=TILE) as touching:
+        check_against_reference(touching, reference(window_net, rgb, (32, 40)), rgb)
+
+
+def check_against_reference(tiled, logits, rgb):
+    """The tiled Predictor's labels and probabilities on rgb against the recomputed logits."""
+    shape = rgb.shape[:2]
     labels, probs = tiled.predict(rgb, want_probs=True)
     assert labels.shape == shape and labels.dtype == np.int32
     expected = np.argmax(logits, axis=-1)
@@ -257,7 +279,7 @@ def test_memory_check_learns_windows(monkeypatch):
     sized = [('big.png', 9000, 9000)]
     with pytest.raises(InputError) as info:
         memory.check_fits(sized, (1.0, 0.75, 0.5), False, 21, available=8 * GB)
-    assert 'pass --tile 513,513 (full resolution, in overlapping windows) or --max-side' in (
+    assert 'pass --tile 513,513 (full resolution, in windows) or --max-side' in (
         str(info.value))
     memory.check_fits(sized, (1.0, 0.75, 0.5), False, 21, available=8 * GB, tile=(513, 513))
     with pytest.raises(InputError) as info:   # the CRF needs the full-size probabilities

@@ -171,15 +171,17 @@ def add_tile_arguments(parser):
     """--tile H,W and --tile-stride H,W (evaluation, inference, export; predict/tiling.py)."""
     parser.add_argument('--tile', type=tile, default=None, metavar='H,W',
                         help='segment an image that one H x W window does not cover in '
-                             'overlapping windows, at full resolution, in memory bounded by '
+                             'windows, at full resolution, in memory bounded by '
                              'the window (each side 8k+1, e.g. %d,%d; the fused logits of the '
-                             'windows are averaged where they overlap); for images too large '
+                             'windows are averaged where they meet or overlap); for images too large '
                              'for the memory whole, or to trade time for memory (default: '
                              'every image whole)' % (DEFAULT_WINDOW, DEFAULT_WINDOW))
     parser.add_argument('--tile-stride', type=tile_stride, default=None, metavar='H,W',
                         help='offset between neighbouring windows, multiples of 8 (default: '
-                             '2/3 of the window rounded down to a multiple of 8, e.g. %d for '
-                             '%d)' % (default_stride(DEFAULT_WINDOW), DEFAULT_WINDOW))
+                             'the window\'s side minus 1, e.g. %d for %d: windows that touch; '
+                             'a smaller stride overlaps them, e.g. 336 for a third of 513 as '
+                             'mmsegmentation does, at about twice the time)'
+                        % (default_stride(DEFAULT_WINDOW), DEFAULT_WINDOW))
 
 
 def check_tile_flags(parser, args, save_probs=False):

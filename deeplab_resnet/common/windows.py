@@ -4,16 +4,16 @@ predict/tiling.py (whose docstring gives the design).
 """
 STRIDE = 8            # the network's output stride: windows' sides are 8k + 1, offsets 8 n
 DEFAULT_WINDOW = 513  # DeepLab's crop
-DEFAULT_OVERLAP = 1.0 / 3   # the default stride is 2/3 of the window (mmsegmentation's 341
-                            # for 512), rounded down to a multiple of 8
 STRIP_ROWS = 32       # pixel rows upsampled at a time
 MIN_WINDOW = 17       # 3 logits per side at least
 
 
 def default_stride(window):
-    """Stride (pixels, a multiple of 8) for a window side: (window - 1) * 2/3 rounded down to
-    a multiple of 8, at least 8 (513 -> 336, 321 -> 208, 65 -> 40)."""
-    return max(STRIDE, int((window - 1) * (1 - DEFAULT_OVERLAP)) // STRIDE * STRIDE)
+    """Stride (pixels, a multiple of 8) for a window side: window - 1 (513 -> 512, 65 -> 64),
+    touching windows: neighbours share the row (column) of logits on their common edge and
+    nothing else. Overlap (mmsegmentation's 2/3 of the window) doubled the time and did not
+    bring the labels closer to the whole image's (docs/evaluation.md, "Large images")."""
+    return window - 1
 
 
 def tile_problem(window, stride=None):
@@ -77,7 +77,7 @@ def num_windows(h, w, window, stride=None):
 
 
 def tile_text(window, stride=None):
-    """', windows of 513x513 every 336,336' for the run's summary line ('' without a
+    """', windows of 513x513 every 512,512' for the run's summary line ('' without a
     window)."""
     if not window:
         return ''

@@ -17,7 +17,7 @@ The settings the graph was built with (class count, scales, flip, image mean, cl
 checkpoint) are also written to DIR/assets.extra/deeplab.json, for people and tools.
 
 Exported with a window (`tile`, inference.py --export-savedmodel DIR --tile H,W), the graph
-segments any image at full resolution in one call, in overlapping windows inside the graph
+segments any image at full resolution in one call, in windows inside the graph
 (tiling.segment_labels: a tf.while_loop over the windows; an image one window covers runs
 whole), and returns the labels only: out['labels'], [H, W] int32 (full-size probabilities
 would be what the windows avoid: 6.8 GB at 9000x9000 and 21 classes).

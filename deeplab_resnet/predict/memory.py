@@ -11,7 +11,7 @@ docs/evaluation.md); the estimate is for the CPU, whose memory the kernel enforc
 itself).
 
 The ways through for a larger image: --tile H,W segments it at full resolution in
-overlapping windows (tiling.py): the network's part is then the window's, and what grows
+windows (tiling.py): the network's part is then the window's, and what grows
 with the image's pixels is its uint8 copies and label map (TILED_BYTES_PER_PIXEL), the
 averaged logits on the stride-8 grid (GRID_BYTES_PER_CLASS_POINT) and one strip of upsampled
 logits (STRIP_BYTES_PER_CLASS_PIXEL); `fitting_tile` says which window fits. --max-side N
@@ -210,7 +210,7 @@ def _refusal(path, h, w, need, available, scales, flip, num_classes, max_side, t
     ways = []
     window = fitting_tile(h, w, scales, flip, num_classes, available, probs)
     if window and not probs:
-        ways.append('pass --tile %d,%d (full resolution, in overlapping windows)'
+        ways.append('pass --tile %d,%d (full resolution, in windows)'
                     % (window, window))
     side = None if tile else fitting_side(h, w, scales, flip, num_classes, available)
     if side and not probs:

@@ -62,8 +62,8 @@ class Predictor(object):
       max_side: an image whose longer side exceeds it is segmented brought down to it
         (bilinear) and its labels brought back to its size (nearest); no probabilities then.
       tile: (h, w) window (each side 8k + 1), or None: an image that one window does not
-        cover is segmented in overlapping windows (tiling.py), at full resolution;
-        tile_stride: (h, w) multiples of 8, or None (tiling.default_stride).
+        cover is segmented in windows (tiling.py), at full resolution;
+        tile_stride: (h, w) multiples of 8, or None (windows.default_stride).
     Call predict(rgb) with [H, W, 3] uint8 RGB: returns (labels [H, W] int32,
     probs [H, W, C] float32 or None unless want_probs).
     """

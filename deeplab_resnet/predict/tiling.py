@@ -15,8 +15,8 @@ fewer than 8 pixels) is padded with the mean colour (zero after the mean is subt
 side shorter than the window gets one window of the smallest 8k + 1 that covers it.
 
 Windows along a side start at 0, stride, 2 stride, ... (stride a multiple of 8, default
-2/3 of the window rounded down: 336 for 513, 40 for 65), the last one moved back so that it
-ends at the grid's last point. The averaged grid is upsampled (bilinear, read where the
+the window's side minus 1: 512 for 513, windows that share the logits of their common edge),
+the last one moved back so that it ends at the grid's last point. The averaged grid is upsampled (bilinear, read where the
 whole-image path reads its logits: see grid_to_full) and its argmax taken in strips of
 STRIP_ROWS rows, so the full-size float logits never exist. All of it is one graph (tf.while_loop over the windows, another over the
 strips): the Predictor and the exported SavedModel run the same one. An image that one
