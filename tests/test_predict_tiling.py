@@ -151,8 +151,15 @@ def test_default_stride_touching_windows_against_numpy(ckpt, window_net):
     assert axis_windows(75, 33, 32) == (33, [0, 32, 48])
     assert axis_windows(99, 41, 40) == (41, [0, 40, 64])
     rgb = _image((75, 99), 7)
-    with Predictor(ckpt, NC, SCALES, flip=True, tile=TILE) as touching:
+    calls = []
+    with Predictor(ckpt, NC, SCALES, flip=True, tile=TILE,
+                   on_window=lambda done, total: calls.append((done, total))) as touching:
         check_against_reference(touching, reference(window_net, rgb, (32, 40)), rgb)
+        # on_window before each of the 3 x 3 windows and after the last, in order, for each
+        # of check_against_reference's two calls (with and without probabilities) ...
+        assert calls == 2 * [(done, 9) for done in range(10)]
+        touching.predict(_image((33, 41), 8))
+        assert len(calls) == 20   # ... and never for an image one window covers
 
 
 def check_against_reference(tiled, logits, rgb):

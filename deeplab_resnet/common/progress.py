@@ -17,24 +17,26 @@ class Progress(object):
     printed at most every `interval` seconds and at the end.
     """
 
-    def __init__(self, total, label='', unit='img', interval=1.0, stream=None):
+    def __init__(self, total, label='', unit='img', interval=1.0, stream=None,
+                 clock=time.time):
+        self.clock = clock
         self.total = total
         self.label = label
         self.unit = unit
         self.interval = interval
         self.stream = stream or sys.stderr
-        self.start = time.time()
+        self.start = clock()
         self.last_print = 0.0
         self.count = 0
         self.tty = hasattr(self.stream, 'isatty') and self.stream.isatty()
 
     def rate(self):
-        elapsed = time.time() - self.start
+        elapsed = self.clock() - self.start
         return self.count / elapsed if elapsed > 0 else 0.0
 
     def update(self, n=1, extra=''):
         self.count += n
-        now = time.time()
+        now = self.clock()
         if now - self.last_print >= self.interval or self.count >= (self.total or 0):
             self.last_print = now
             self._print(extra)
@@ -59,3 +61,31 @@ class Progress(object):
         if self.tty:
             self.stream.write('\n')
             self.stream.flush()
+
+
+class WindowProgress(object):
+    """A Predictor's on_window(done, total) (--tile): 'windows n/total  rate window/s  ETA'
+    for an image whose windows have run longer than `after` seconds, then every `interval`
+    seconds and once at its end; an image done sooner prints nothing (a list of Cityscapes
+    frames keeps the one line per image of the run's own progress)."""
+
+    def __init__(self, stream=None, after=10.0, interval=10.0, clock=time.time):
+        self.stream, self.after, self.interval, self.clock = stream, after, interval, clock
+        self.progress, self.printed = None, False
+
+    def __call__(self, done, total):
+        now = self.clock()
+        if done == 0:   # a new image
+            self.progress = Progress(total, 'windows', 'window', self.interval, self.stream,
+                                     self.clock)
+            self.progress.last_print = now + self.after - self.interval
+            self.printed = False
+            return
+        progress = self.progress
+        progress.count = done
+        if now - progress.last_print >= progress.interval or (done == total and self.printed):
+            progress.last_print = now
+            progress._print()
+            self.printed = True
+        if done == total and self.printed:
+            progress.close()

@@ -44,7 +44,7 @@ from deeplab_resnet.predict.crf import (CRFPool, add_crf_arguments, add_workers_
                                         crf_params_from_args, resolve_crf_arguments)
 from deeplab_resnet.checkpoint.settings import followed, restore_settings, summary_line
 from deeplab_resnet.common.errors import InputError, warn as warn_line
-from deeplab_resnet.common.progress import Progress
+from deeplab_resnet.common.progress import Progress, WindowProgress
 from deeplab_resnet.predict.segment import SUFFIXES, check_save_dir, output_stem, save_outputs
 
 DEFAULT_LIST = './dataset/val.txt'
@@ -298,7 +298,8 @@ def run_network(args, prepared, log=print, warn=warn_line, collector=None):
     predictor = Predictor(prepared.restored.prefix, num_classes, tuple(args.scales),
                           args.flip, settings['img_mean'], args.threads, arithmetic,
                           found_in=prepared.restored.found_in, max_side=args.max_side,
-                          tile=args.tile, tile_stride=args.tile_stride)
+                          tile=args.tile, tile_stride=args.tile_stride,
+                          on_window=WindowProgress())
     restored = followed(prepared.restored, predictor.prefix)
     log(summary_line(restored, _run_text(args, len(examples), prepared.total,
                                                   arithmetic)))

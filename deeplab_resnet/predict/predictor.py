@@ -63,14 +63,16 @@ class Predictor(object):
         (bilinear) and its labels brought back to its size (nearest); no probabilities then.
       tile: (h, w) window (each side 8k + 1), or None: an image that one window does not
         cover is segmented in windows (tiling.py), at full resolution;
-        tile_stride: (h, w) multiples of 8, or None (windows.default_stride).
+        tile_stride: (h, w) multiples of 8, or None (windows.default_stride);
+        on_window: None, or on_window(done, total) called as a tiled image's windows run
+        (tiling.grid_logits; e.g. progress.WindowProgress).
     Call predict(rgb) with [H, W, 3] uint8 RGB: returns (labels [H, W] int32,
     probs [H, W, C] float32 or None unless want_probs).
     """
 
     def __init__(self, checkpoint, num_classes, scales=(1.0,), flip=False,
                  img_mean=IMG_MEAN_BGR, threads=0, precision='float32', found_in=None,
-                 max_side=None, tile=None, tile_stride=None):
+                 max_side=None, tile=None, tile_stride=None, on_window=None):
         self.prefix = checkpoints.resolve_checkpoint(checkpoint)
         self.max_side = max_side
         self.tile = tuple(tile) if tile else None
@@ -86,7 +88,7 @@ class Predictor(object):
             self.fused = tf.concat(fused, axis=0)   # [1 or 2 (flip), h, w, C]
             if self.tile:
                 self.tiled = _tiled_outputs(self.rgb, num_classes, self.tile, tile_stride,
-                                            scales, flip, precision, img_mean)
+                                            scales, flip, precision, img_mean, on_window)
             self.sess = tf1.Session(config=session_config(threads, inference=True))
             self.prefix = restore_folded(self.sess, self.prefix, found_in)
         self.graph.finalize()
@@ -162,13 +164,14 @@ class ProbsFromFused(object):
         self.close()
 
 
-def _tiled_outputs(rgb, num_classes, tile, tile_stride, scales, flip, precision, img_mean):
+def _tiled_outputs(rgb, num_classes, tile, tile_stride, scales, flip, precision, img_mean,
+                   on_window=None):
     """The tiled graph (tiling.tiled_predict) on the Predictor's placeholder, built twice
     around one set of windows: {False: (labels, None), True: (labels, full-size probs)}
     (the probabilities only for the dense CRF); labels uint8 for fewer than 257 classes (made
     int32 by predict). The variables exist already (the whole-image graph made them)."""
     grid = tiling.grid_logits(rgb, num_classes, tile, tile_stride, scales, flip, precision,
-                              fold_batch_norm=True, img_mean=img_mean)
+                              fold_batch_norm=True, img_mean=img_mean, on_window=on_window)
     h, w = tf.shape(rgb)[0], tf.shape(rgb)[1]
     dtype = tf.uint8 if num_classes <= 256 else tf.int32
     return {False: tiling.grid_to_full(grid, h, w, False, dtype),

@@ -301,7 +301,7 @@ def _saved(prediction, args):
 def _segment(images, restored, args, start, log, err):
     """Segments and writes every image; returns 0, or 1 when some could not be read."""
     import tensorflow as tf
-    from deeplab_resnet.common.progress import Progress
+    from deeplab_resnet.common.progress import Progress, WindowProgress
     from deeplab_resnet.predict.crf import CRFPool, crf_params_from_args
     from deeplab_resnet.predict.predictor import Predictor, predictions
 
@@ -324,7 +324,8 @@ def _segment(images, restored, args, start, log, err):
                    flip=args.flip, img_mean=settings['img_mean'], threads=args.threads,
                    precision=arithmetic, found_in=restored.found_in,
                    max_side=getattr(args, 'max_side', None), tile=getattr(args, 'tile', None),
-                   tile_stride=getattr(args, 'tile_stride', None)) as predictor, \
+                   tile_stride=getattr(args, 'tile_stride', None),
+                   on_window=WindowProgress(err)) as predictor, \
             pool as crf_pool:
         log('graph built and weights restored in %.1f s (scales %s%s%s%s, %s, %s)'
             % (time.time() - t_build, ','.join('%g' % s for s in args.scales),

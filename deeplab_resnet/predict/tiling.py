@@ -22,6 +22,7 @@ STRIP_ROWS rows, so the full-size float logits never exist. All of it is one gra
 strips): the Predictor and the exported SavedModel run the same one. An image that one
 window covers is not tiled: it runs the whole-image path (msc.predict_probs), bit for bit.
 """
+import numpy as np
 import tensorflow as tf
 
 from deeplab_resnet.common.constants import IMG_MEAN_BGR
@@ -56,13 +57,29 @@ def window_logits(images, num_classes, scales, flip, precision, fold_batch_norm)
     return fused[0]
 
 
+def _reported(on_window, done, total, value):
+    """`value`, once it is computed and on_window(done, total) (Python ints) has been called:
+    a py_func, so only in a graph that runs in this process (the Predictor's, not a
+    SavedModel's)."""
+    if on_window is None:
+        return value
+    with tf.control_dependencies([value]):
+        call = tf1.py_func(lambda d, t: np.int32(on_window(int(d), int(t)) or 0),
+                           [done, total], tf.int32, stateful=True, name='window_done')
+    with tf.control_dependencies([call]):
+        return tf.identity(value)
+
+
 def grid_logits(rgb, num_classes, window, stride=None, scales=(1.0,), flip=False,
-                precision='float32', fold_batch_norm=False, img_mean=IMG_MEAN_BGR):
+                precision='float32', fold_batch_norm=False, img_mean=IMG_MEAN_BGR,
+                on_window=None):
     """The windows' fused logits averaged on the image's stride-8 grid.
 
     Args:
       rgb: [H, W, 3] uint8 RGB (dynamic size).
       window: (h, w) pixels, each 8k + 1; stride: (h, w) multiples of 8 or None (default).
+      on_window: None, or a Python callable on_window(done, total) called before each
+        window (done = 0 .. total - 1) and after the last (done = total), in order.
       The network's variables must exist (built outside the loop) and be reusable.
     Returns: [ceil((H-1)/8)+1, ceil((W-1)/8)+1, C] float32; point (i, j) is pixel (8i, 8j).
     """
@@ -82,6 +99,7 @@ def grid_logits(rgb, num_classes, window, stride=None, scales=(1.0,), flip=False
         images = tf.pad(images, [[0, 0], [0, side_h - (y1 - y0)], [0, side_w - (x1 - x0)],
                                  [0, 0]])   # the mean colour
         images.set_shape([1, None, None, 3])
+        images = _reported(on_window, i, count_h * count_w, images)
         logits = window_logits(images, num_classes, scales, flip, precision,
                                fold_batch_norm)
         ys, xs = tf.meshgrid(tf.range(gy, gy + k_h), tf.range(gx, gx + k_w), indexing='ij')
@@ -96,6 +114,7 @@ def grid_logits(rgb, num_classes, window, stride=None, scales=(1.0,), flip=False
         _, total, cover = tf1.while_loop(lambda i, *_: i < count_h * count_w, body,
                                          [tf.constant(0), total, cover],
                                          parallel_iterations=1, back_prop=False)
+    total = _reported(on_window, count_h * count_w, count_h * count_w, total)
     return total / cover[..., None]
 
 
