@@ -6,6 +6,7 @@ the whole-image path, bit for bit, when a window covers the image; the tiled Sav
 memory check's windows and PIL's pixel limit. On the small test network."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -208,6 +209,9 @@ def run_main(module, argv):
     (['--tile-stride', '16'], 'needs --tile'),
     (['--tile', '65', '--max-side', '500'], 'choose one'),
     (['--tile', '65', '--save-probs'], '--save-probs with --tile'),
+    (['--tile', 'auto', '--tile-stride', '64'], '--tile auto chooses its window'),
+    (['--tile', 'auto', '--export-savedmodel', 'm'], 'give --tile H,W with --export'),
+    (['--tile', 'auto', '--max-side', '500'], 'choose one'),
 ])
 def test_bad_tile_flags_one_line(tmp_path, flags, needle):
     import inference
@@ -221,6 +225,58 @@ def test_bad_tile_in_evaluation_one_line():
     code, _, err = run_main(evaluate_msc_with_CRF, ['--tile', '512,512'])
     lines = [line for line in err.splitlines() if 'error' in line]
     assert code == 2 and len(lines) == 1 and '8k+1' in lines[0], err
+
+
+def test_tile_auto_resolved_from_the_images_and_the_memory(monkeypatch):
+    """--tile auto: whole while the largest image fits, else the largest window up to 513
+    that fits it, else nothing (check_fits refuses); the memory unknown: whole."""
+    from deeplab_resnet.predict import memory
+    sized = [('a.jpg', 1024, 2048), ('b.jpg', 375, 500)]
+    args = ((1.0, 0.75, 0.5), False, 21)
+
+    def resolve(available):
+        return memory.resolve_tile(sized, *args, tile='auto', available=available)
+    whole = memory.needed_bytes(1024, 2048, *args)
+    tile, said = resolve(whole)
+    assert tile is None and said.startswith('--tile auto: every image whole (the largest, '
+                                            '2048x1024, needs about')
+    at_513 = memory.needed_bytes(1024, 2048, *args, tile=(513, 513))
+    assert at_513 < whole
+    tile, said = resolve(at_513)
+    assert tile == (513, 513) and said.startswith('--tile auto: windows of 513x513 (a.jpg, '
+                                                  '2048x1024, needs about')
+    at_257 = memory.needed_bytes(1024, 2048, *args, tile=(257, 257))
+    assert resolve(at_257)[0] == (257, 257)   # 265 and more do not fit
+    assert resolve(memory.FIXED_BYTES)[0] is None
+    assert memory.resolve_tile(sized, *args, tile=(65, 65), available=1) == ((65, 65), None)
+    monkeypatch.setattr(memory, 'available_bytes', lambda: None)
+    assert memory.resolve_tile(sized, *args, tile='auto') == (
+        None, '--tile auto: every image whole (the available memory is unknown)')
+
+
+def test_tile_auto_in_inference_segments_in_the_window_it_chose(tmp_path, ckpt, monkeypatch):
+    """inference.py --tile auto on an image that does not fit whole (the memory made small)
+    runs windows of the size it names, with windows that touch; its labels are --tile S,S's."""
+    import inference
+    from deeplab_resnet.predict import memory
+    from deeplab_resnet.predict.predictor import Predictor
+    path = tmp_path / 'im.png'
+    rgb = _image((75, 99), 21)
+    Image.fromarray(rgb).save(path)
+    scales = ','.join(map(str, SCALES))
+    available = memory.needed_bytes(75, 99, SCALES, False, NC, tile=(49, 49))
+    assert available < memory.needed_bytes(75, 99, SCALES, False, NC)
+    monkeypatch.setattr(memory, 'available_bytes', lambda: available)
+    code, out, err = run_main(inference, [path, ckpt, '--num-classes', NC, '--scales', scales,
+                                          '--tile', 'auto', '--save-labels',
+                                          '--save-dir', tmp_path / 'out'])
+    assert code == 0, err
+    side = int(re.search(r'--tile auto: windows of (\d+)x\1 \(', out).group(1))
+    assert 49 <= side < 99 and (side - 1) % 8 == 0
+    assert 'windows of %dx%d every %d,%d' % (side, side, side - 1, side - 1) in out
+    with Predictor(ckpt, NC, SCALES, tile=(side, side)) as tiled:
+        expected = tiled.predict(rgb)[0]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / 'out' / 'im.png')), expected)
 
 
 LOADER = r'''

@@ -4,7 +4,7 @@ The --dataset flags, which read a descriptor, are in data/dataset_cli.py."""
 import argparse
 
 from deeplab_resnet.common.constants import IGNORE_LABEL, IMG_MEAN_BGR, NUM_CLASSES_VOC
-from deeplab_resnet.common.windows import DEFAULT_WINDOW, default_stride, tile_problem
+from deeplab_resnet.common.windows import AUTO, DEFAULT_WINDOW, default_stride, tile_problem
 
 
 def _floats(text, count=None, what='numbers'):
@@ -48,7 +48,10 @@ def _two_ints(text, what):
 
 
 def tile(text):
-    """--tile 'H,W' (or one number for a square) -> (h, w), each side 8k + 1 >= 17."""
+    """--tile 'H,W' (or one number for a square) -> (h, w), each side 8k + 1 >= 17; 'auto'
+    -> 'auto' (memory.resolve_tile chooses from the images' sizes)."""
+    if text.strip().lower() == AUTO:
+        return AUTO
     parts = [v for v in text.split(',') if v.strip()]
     value = _two_ints(text + ',' + text if len(parts) == 1 else text, '--tile')
     problem = tile_problem(value)
@@ -173,9 +176,12 @@ def add_tile_arguments(parser):
                         help='segment an image that one H x W window does not cover in '
                              'windows, at full resolution, in memory bounded by '
                              'the window (each side 8k+1, e.g. %d,%d; the fused logits of the '
-                             'windows are averaged where they meet or overlap); for images too large '
-                             'for the memory whole, or to trade time for memory (default: '
-                             'every image whole)' % (DEFAULT_WINDOW, DEFAULT_WINDOW))
+                             'windows are averaged where they meet or overlap); for images too '
+                             'large for the memory whole, or to trade time for memory; "auto": '
+                             'every image whole when the largest fits the memory, else the '
+                             'largest window up to %d that fits (the host\'s memory: on a GPU '
+                             'give H,W) (default: every image whole)'
+                             % (DEFAULT_WINDOW, DEFAULT_WINDOW, DEFAULT_WINDOW))
     parser.add_argument('--tile-stride', type=tile_stride, default=None, metavar='H,W',
                         help='offset between neighbouring windows, multiples of 8 (default: '
                              'the window\'s side minus 1, e.g. %d for %d: windows that touch; '
@@ -186,13 +192,22 @@ def add_tile_arguments(parser):
 
 def check_tile_flags(parser, args, save_probs=False):
     """parser.error (one line, exit status 2) for --tile-stride without --tile or not fitting
-    it, --tile with --max-side, --save-probs or --crf-search."""
+    it (or with --tile auto), --tile auto with --export-savedmodel, --tile with --max-side,
+    --save-probs or --crf-search."""
     if args.tile_stride and not args.tile:
         parser.error('--tile-stride needs --tile')
-    if args.tile:
+    if args.tile == AUTO:
+        if args.tile_stride:
+            parser.error('--tile-stride needs a window, --tile H,W: --tile auto chooses its '
+                         'window, and windows that touch')
+        if getattr(args, 'export_savedmodel', None):
+            parser.error('--tile auto chooses a window from the images\' sizes; an exported '
+                         'model has none: give --tile H,W with --export-savedmodel')
+    elif args.tile:
         problem = tile_problem(args.tile, args.tile_stride)
         if problem:
             parser.error(problem)
+    if args.tile:
         if getattr(args, 'max_side', None):
             parser.error('--tile and --max-side are two ways for large images (full '
                          'resolution in windows, or the image brought down): choose one')

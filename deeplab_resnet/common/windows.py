@@ -2,6 +2,7 @@
 image, the flags' checks, and the sizes the memory check needs. The graph that runs them is
 predict/tiling.py (whose docstring gives the design).
 """
+AUTO = 'auto'         # --tile auto: predict/memory.resolve_tile chooses
 STRIDE = 8            # the network's output stride: windows' sides are 8k + 1, offsets 8 n
 DEFAULT_WINDOW = 513  # DeepLab's crop
 STRIP_ROWS = 32       # pixel rows upsampled at a time

@@ -25,8 +25,8 @@ image costs), so `check_fits`, and nothing else, raises PIL's limit to the large
 accepts.
 """
 from deeplab_resnet.common.errors import InputError
-from deeplab_resnet.common.windows import (DEFAULT_WINDOW, MIN_WINDOW, STRIDE, STRIP_ROWS,
-                                           grid_size)
+from deeplab_resnet.common.windows import (AUTO, DEFAULT_WINDOW, MIN_WINDOW, STRIDE,
+                                           STRIP_ROWS, grid_size)
 
 GB = 2.0 ** 30
 FIXED_BYTES = int(1.1 * GB)          # measured: import, graph, folded weights, first run
@@ -155,6 +155,30 @@ def fitting_tile(h, w, scales, flip, num_classes, available, probs=False):
             return side
         side -= STRIDE
     return None
+
+
+def resolve_tile(sized, scales, flip, num_classes, tile, available=None, probs=False):
+    """--tile as the run uses it: `tile` itself unless it is 'auto', which becomes None (every
+    image whole) when the largest image fits whole or the memory is unknown, else the
+    largest square window that fits it (fitting_tile), else None (check_fits then refuses,
+    naming the ways through). Returns (tile, a line saying what auto chose, or None)."""
+    if tile != AUTO:
+        return tile, None
+    available = available_bytes() if available is None else available
+    if not sized or available is None:
+        return None, '--tile auto: every image whole (the available memory is unknown)'
+    path, h, w = max(sized, key=lambda item: image_bytes(item[1], item[2], scales, flip,
+                                                         num_classes))
+    need = needed_bytes(h, w, scales, flip, num_classes)
+    if need <= available:
+        return None, ('--tile auto: every image whole (the largest, %dx%d, needs about %s; '
+                      '%s available)' % (w, h, _gb(need), _gb(available)))
+    side = fitting_tile(h, w, scales, flip, num_classes, available, probs)
+    if side is None:
+        return None, None
+    return (side, side), ('--tile auto: windows of %dx%d (%s, %dx%d, needs about %s whole; '
+                          '%s available)' % (side, side, path, w, h, _gb(need),
+                                             _gb(available)))
 
 
 def allow_pixels(pixels):
