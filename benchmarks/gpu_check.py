@@ -25,7 +25,9 @@ process, one training, one inference and one tiling graph) and one table ends th
   tile       a 1024x2048 image (Cityscapes) at 3 scales, whole (as infer) and in windows of
              513x513 (--tile 513,513, the default stride; tiling.tiled_predict) in one graph:
              s/step of each, peak GPU memory of each, the window count, and the share of
-             pixels labelled alike (random weights: a sanity figure, not an accuracy).
+             pixels labelled alike (random weights: a sanity figure, not an accuracy);
+             the Predictor's progress hook (a py_func inside the window loop) must be
+             called once per window, in order, on the GPU too.
   two        two replicas (MirroredStrategy: NCCL over two GPUs), batch 1 each, frozen batch
              norm, and with --is-training --sync-batch-norm (one all-reduce per batch norm
              and pass, and one per moving average); skipped with one GPU (virtual GPUs would
@@ -344,8 +346,10 @@ def case_tile(spec):
         whole = msc.predict_probs(preprocess_image(rgb[None], IMG_MEAN_BGR), NUM_CLASSES,
                                   scales, precision=spec['precision'],
                                   fold_batch_norm=True)[1][0]   # creates the variables
+        reports = []   # the Predictor's progress hook (a py_func inside the window loop)
         tiled = tiling.tiled_predict(rgb, NUM_CLASSES, tile, None, scales,
-                                     precision=spec['precision'], fold_batch_norm=True)[0]
+                                     precision=spec['precision'], fold_batch_norm=True,
+                                     on_window=lambda done, total: reports.append(done))[0]
         init = tf1.global_variables_initializer()
         fold = model.fold_batch_norm_op(checkpoints.model_variables())
         feed = {rgb: np.random.RandomState(0).randint(0, 256, [h, w, 3]).astype(np.uint8)}
@@ -367,6 +371,8 @@ def case_tile(spec):
                     continue
                 out.update({key + '_s': statistics.median(times), key + '_first_s': first,
                             key + '_gpu_mb': gpu_memory_peak_mb(), key + '_labels': got[-1]})
+    runs = 1 + spec['repeats']
+    out['hook_in_order'] = reports == runs * list(range(out['windows'] + 1))
     tiled_labels, whole_labels = out.pop('tiled_labels'), out.pop('whole_labels', None)
     if out['whole_s']:
         out.update(ratio=out['tiled_s'] / out['whole_s'],
@@ -488,6 +494,8 @@ def table(results, skipped, env):
                     'whole %.3f s, %s MB; %s; %.1f%% equal' % (
                         r['whole_s'], _fmt(r['whole_gpu_mb'], '%.0f'), tiled,
                         100 * r['agreement']))
+            note += ('' if r['hook_in_order'] else
+                     '; the progress hook (py_func in the window loop) NOT called in order')
         if r.get('xla'):
             note = 'XLA: first step (compile) %.1f s' % r['first_run_s']
         if r['kind'] == 'gpu_pipeline':

@@ -84,6 +84,7 @@ def test_gpu_check_smoke_runs_on_a_cpu(tmp_path):
     assert tile['whole_s'] > 0 and tile['tiled_s'] > 0 and tile['median_s'] == tile['tiled_s']
     assert tile['ratio'] == tile['tiled_s'] / tile['whole_s'] and 0 <= tile['agreement'] <= 1
     assert tile['whole_gpu_mb'] is None and tile['tiled_gpu_mb'] is None
+    assert tile['hook_in_order'] is True
     assert data['env']['gemm_tflops']['float32'] > 0
 
 

@@ -170,13 +170,13 @@ def grid_to_full(grid, h, w, want_probs=False, label_dtype=tf.int32):
 
 def tiled_predict(rgb, num_classes, window, stride=None, scales=(1.0,), flip=False,
                   precision='float32', fold_batch_norm=False, img_mean=IMG_MEAN_BGR,
-                  want_probs=False):
+                  want_probs=False, on_window=None):
     """[H, W, 3] uint8 RGB -> (labels [H, W] uint8 for fewer than 257 classes, else int32;
-    probs [H, W, C] float32 or None): the windows (grid_logits), upsampled in strips
-    (grid_to_full). Always tiled, even when one window covers the image (segment_labels
-    chooses); the variables must exist."""
+    probs [H, W, C] float32 or None): the windows (grid_logits, with its on_window hook),
+    upsampled in strips (grid_to_full). Always tiled, even when one window covers the image
+    (segment_labels chooses); the variables must exist."""
     grid = grid_logits(rgb, num_classes, window, stride, scales, flip, precision,
-                       fold_batch_norm, img_mean)
+                       fold_batch_norm, img_mean, on_window)
     return grid_to_full(grid, tf.shape(rgb)[0], tf.shape(rgb)[1], want_probs,
                         tf.uint8 if num_classes <= 256 else tf.int32)
 
