@@ -52,7 +52,8 @@ LiteRT model (--export-tflite FILE; float32; settings in FILE.json), without Ten
 
 large images: one that does not fit the memory whole is refused before any work, naming
   --tile H,W (full resolution in windows, each side 8k+1; about the whole image's time
-  with the default stride, where windows touch) and --max-side N (brought down to N pixels; fast, coarser): docs/evaluation.md.
+  with the default stride, where windows touch; --tile auto chooses) and --max-side N
+  (brought down to N pixels; fast, coarser): docs/evaluation.md.
 """
 
 

@@ -5,9 +5,10 @@ callable on its own with any predictor, e.g. one sharing a training session) and
 
 Every image is segmented at full resolution (no cropping): the multi-scale logits (fused by
 max, optionally averaged with the mirrored image's) are upsampled bilinearly to the image
-size before the argmax (``predictor.Predictor``); with --tile in windows whose
-logits are averaged (``tiling``), with --max-side brought down first. One int64 confusion matrix is accumulated
-over the whole set (ignore-label pixels skipped) and the metrics are computed from it
+size before the argmax (``predictor.Predictor``); with --tile in windows whose logits are
+averaged (``tiling``), with --max-side brought down first. One int64 confusion matrix is
+accumulated over the whole set (ignore-label pixels skipped; 4 M pixels at a time) and the
+metrics are computed from it
 (``metrics.compute_metrics``). With ``args.crf`` the softmax probabilities also go through a
 fully connected CRF in worker processes (``crf.CRFPool``) while the network runs on the next
 images (``predictor.predictions``); both the network's and the CRF's figures are reported.

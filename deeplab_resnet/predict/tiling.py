@@ -16,11 +16,13 @@ side shorter than the window gets one window of the smallest 8k + 1 that covers 
 
 Windows along a side start at 0, stride, 2 stride, ... (stride a multiple of 8, default
 the window's side minus 1: 512 for 513, windows that share the logits of their common edge),
-the last one moved back so that it ends at the grid's last point. The averaged grid is upsampled (bilinear, read where the
-whole-image path reads its logits: see grid_to_full) and its argmax taken in strips of
-STRIP_ROWS rows, so the full-size float logits never exist. All of it is one graph (tf.while_loop over the windows, another over the
-strips): the Predictor and the exported SavedModel run the same one. An image that one
-window covers is not tiled: it runs the whole-image path (msc.predict_probs), bit for bit.
+the last one moved back so that it ends at the grid's last point. The averaged grid is
+upsampled (bilinear, read where the whole-image path reads its logits: see grid_to_full)
+and its argmax taken in strips of STRIP_ROWS rows, so the full-size float logits never
+exist. All of it is one graph (tf.while_loop over the windows, another over the strips):
+the Predictor and the exported SavedModel run the same one (the Predictor's adds a progress
+hook, on_window). An image that one window covers is not tiled: it runs the whole-image
+path (msc.predict_probs), bit for bit.
 """
 import numpy as np
 import tensorflow as tf
