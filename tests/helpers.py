@@ -44,9 +44,10 @@ def make_dataset(root, num_images=4, sizes=((40, 50), (41, 37)), num_classes=3, 
     return path
 
 
-def make_checkpoint(directory, num_classes=3, seed=0, aspp_std=None):
+def make_checkpoint(directory, num_classes=3, seed=0, aspp_std=None, class_names=None):
     """Saves a randomly initialised network (He init; ASPP std 0.01 unless aspp_std) as
-    DIR/model.ckpt with a `checkpoint` state file. Returns the prefix."""
+    DIR/model.ckpt with a `checkpoint` state file; with class_names, a provenance record
+    too (the class count and names, the default image mean). Returns the prefix."""
     import tensorflow as tf
     from deeplab_resnet.network.model import DeepLabResNetModel
     tf1 = tf.compat.v1
@@ -63,8 +64,15 @@ def make_checkpoint(directory, num_classes=3, seed=0, aspp_std=None):
                 for v in variables:
                     if v.op.name.startswith('fc1_voc12_c') and v.op.name.endswith('weights'):
                         v.load(rng.normal(0, aspp_std, v.shape.as_list()), sess)
-            return tf1.train.Saver(variables).save(
+            prefix = tf1.train.Saver(variables).save(
                 sess, os.path.join(directory, 'model.ckpt'), write_meta_graph=False)
+    if class_names is not None:
+        from deeplab_resnet.checkpoint import provenance
+        from deeplab_resnet.common.constants import IMG_MEAN_BGR
+        provenance.write_record(prefix, {'num_classes': num_classes,
+                                         'class_names': list(class_names),
+                                         'image_mean': list(IMG_MEAN_BGR)})
+    return prefix
 
 
 def make_calibrated_checkpoint(directory, data_root, data_list, input_size, num_classes=3,

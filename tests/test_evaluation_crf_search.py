@@ -8,9 +8,7 @@ import os
 import signal
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip('pydensecrf.densecrf')
 
@@ -21,8 +19,6 @@ sys.path.insert(0, HERE)
 import evaluate_msc_with_CRF  # noqa: E402
 import helpers  # noqa: E402
 import inference  # noqa: E402
-from deeplab_resnet.checkpoint import provenance  # noqa: E402
-from deeplab_resnet.common.constants import IMG_MEAN_BGR  # noqa: E402
 from deeplab_resnet.evaluation import crf_search  # noqa: E402
 from test_evaluation_per_image import check_entries, expect_error, read_pairs  # noqa: E402
 
@@ -40,9 +36,7 @@ def env(module_dir):
     val = helpers.make_dataset(data, num_images=4, sizes=((30, 36), (25, 21)),
                                num_classes=NUM_CLASSES, list_name='val.txt', seed=3)
     prefix = helpers.make_checkpoint(os.path.join(root, 'ckpt'), NUM_CLASSES, seed=1,
-                                     aspp_std=3e-3)
-    provenance.write_record(prefix, {'num_classes': NUM_CLASSES, 'class_names': NAMES,
-                                     'image_mean': list(IMG_MEAN_BGR)})
+                                     aspp_std=3e-3, class_names=NAMES)
     return {'root': root, 'data': data, 'val': val, 'prefix': prefix}
 
 

@@ -16,8 +16,6 @@ sys.path.insert(0, HERE)
 import evaluate_msc  # noqa: E402
 import evaluate_msc_with_CRF  # noqa: E402
 import helpers  # noqa: E402
-from deeplab_resnet.checkpoint import provenance  # noqa: E402
-from deeplab_resnet.common.constants import IMG_MEAN_BGR  # noqa: E402
 from deeplab_resnet.data.imageio import write_index_png  # noqa: E402
 from deeplab_resnet.evaluation import per_image, plots  # noqa: E402
 
@@ -36,9 +34,7 @@ def env(module_dir):
     void = os.path.join(data, 'labels', 'img003.png')
     write_index_png(void, np.full(np.array(Image.open(void)).shape, 255, np.uint8))
     prefix = helpers.make_checkpoint(os.path.join(root, 'ckpt'), NUM_CLASSES, seed=1,
-                                     aspp_std=3e-3)
-    provenance.write_record(prefix, {'num_classes': NUM_CLASSES, 'class_names': NAMES,
-                                     'image_mean': list(IMG_MEAN_BGR)})
+                                     aspp_std=3e-3, class_names=NAMES)
     return {'root': root, 'data': data, 'val': val, 'prefix': prefix}
 
 

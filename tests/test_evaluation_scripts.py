@@ -27,7 +27,6 @@ import evaluate_msc  # noqa: E402
 import evaluate_msc_with_CRF  # noqa: E402
 import helpers  # noqa: E402
 from deeplab_resnet.checkpoint import provenance   # noqa: E402
-from deeplab_resnet.common.constants import IMG_MEAN_BGR  # noqa: E402
 from deeplab_resnet.data.imageio import write_index_png  # noqa: E402
 
 NUM_CLASSES = 3
@@ -42,9 +41,8 @@ def env(module_dir):
     val = helpers.make_dataset(data, num_images=3, sizes=((40, 50), (41, 37)),
                                num_classes=NUM_CLASSES, list_name='val.txt')
     ckpt_dir = os.path.join(root, 'ckpt')
-    prefix = helpers.make_checkpoint(ckpt_dir, NUM_CLASSES, seed=0, aspp_std=1e-7)
-    provenance.write_record(prefix, {'num_classes': NUM_CLASSES, 'class_names': NAMES,
-                                     'image_mean': list(IMG_MEAN_BGR)})
+    prefix = helpers.make_checkpoint(ckpt_dir, NUM_CLASSES, seed=0, aspp_std=1e-7,
+                                     class_names=NAMES)
     bare_dir = os.path.join(root, 'bare')   # the same weights without a provenance record
     os.makedirs(bare_dir)
     for name in os.listdir(ckpt_dir):
