@@ -47,7 +47,20 @@ def restore_folded(sess, prefix, found_in=None, warn=warn_line):
     return prefix
 
 
-class Predictor(object):
+class _OwnsSession(object):
+    """A context manager that closes its `sess` (a tf1.Session) on exit."""
+
+    def close(self):
+        self.sess.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Predictor(_OwnsSession):
     """Multi-scale (and optionally flipped) prediction at full resolution.
 
     Args:
@@ -120,17 +133,8 @@ class Predictor(object):
         return tuple(self.sess.run([self.fused, self.labels],
                                    {self.rgb: np.asarray(rgb, np.uint8)}))
 
-    def close(self):
-        self.sess.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class ProbsFromFused(object):
+class ProbsFromFused(_OwnsSession):
     """Rebuilds the probabilities Predictor.predict returns from Predictor.predict_fused's
     logits with the same operations (msc.probs_from_fused), in a graph of its own.
 
@@ -153,15 +157,6 @@ class ProbsFromFused(object):
         fused = np.asarray(fused, np.float32)
         fetch = self.flipped if len(fused) > 1 else self.plain
         return self.sess.run(fetch, {self.fused: fused, self.size: list(image_hw)})
-
-    def close(self):
-        self.sess.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _tiled_outputs(rgb, num_classes, tile, tile_stride, scales, flip, precision, img_mean,
