@@ -17,27 +17,19 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import evaluate_msc_with_CRF  # noqa: E402
-import helpers  # noqa: E402
 import inference  # noqa: E402
 from deeplab_resnet.evaluation import crf_search  # noqa: E402
-from test_evaluation_per_image import check_entries, expect_error, read_pairs  # noqa: E402
+from test_evaluation_per_image import (check_entries, expect_error, make_env,  # noqa: E402
+                                       read_pairs)
 
 pytestmark = pytest.mark.usefixtures('small_network')
-NUM_CLASSES = 3
-NAMES = ['bg', 'rect', 'disc']
 GRID = '3,5:30:3'   # w1 3 and 5; then the finer round: w1 best - 1, best + 1
 SHARED = {}
 
 
 @pytest.fixture(scope='module')
 def env(module_dir):
-    root = str(module_dir('crf_search'))
-    data = os.path.join(root, 'data')
-    val = helpers.make_dataset(data, num_images=4, sizes=((30, 36), (25, 21)),
-                               num_classes=NUM_CLASSES, list_name='val.txt', seed=3)
-    prefix = helpers.make_checkpoint(os.path.join(root, 'ckpt'), NUM_CLASSES, seed=1,
-                                     aspp_std=3e-3, class_names=NAMES)
-    return {'root': root, 'data': data, 'val': val, 'prefix': prefix}
+    return make_env(module_dir('crf_search'), 4, seed=3)
 
 
 def run_args(env, *extra):

@@ -24,18 +24,26 @@ NUM_CLASSES = 3
 NAMES = ['bg', 'rect', 'disc']
 
 
-@pytest.fixture(scope='module')
-def env(module_dir):
-    root = str(module_dir('per_image'))
+def make_env(root, num_images, seed=0):
+    """A val.txt of num_images small images (30x36, 25x21) under ROOT/data and a random
+    checkpoint naming NAMES (also test_evaluation_crf_search's):
+    {'root', 'data', 'val', 'prefix'}."""
+    root = str(root)
     data = os.path.join(root, 'data')
-    val = helpers.make_dataset(data, num_images=5, sizes=((30, 36), (25, 21)),
-                               num_classes=NUM_CLASSES, list_name='val.txt')
-    # The fourth image's label: all ignore (no valid pixel: no mIoU, never among the worst).
-    void = os.path.join(data, 'labels', 'img003.png')
-    write_index_png(void, np.full(np.array(Image.open(void)).shape, 255, np.uint8))
+    val = helpers.make_dataset(data, num_images=num_images, sizes=((30, 36), (25, 21)),
+                               num_classes=NUM_CLASSES, list_name='val.txt', seed=seed)
     prefix = helpers.make_checkpoint(os.path.join(root, 'ckpt'), NUM_CLASSES, seed=1,
                                      aspp_std=3e-3, class_names=NAMES)
     return {'root': root, 'data': data, 'val': val, 'prefix': prefix}
+
+
+@pytest.fixture(scope='module')
+def env(module_dir):
+    env = make_env(module_dir('per_image'), 5)
+    # The fourth image's label: all ignore (no valid pixel: no mIoU, never among the worst).
+    void = os.path.join(env['data'], 'labels', 'img003.png')
+    write_index_png(void, np.full(np.array(Image.open(void)).shape, 255, np.uint8))
+    return env
 
 
 def base_args(env):
