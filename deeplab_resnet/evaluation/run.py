@@ -197,7 +197,7 @@ def check_overlap(prefix, record, examples, strict, warn=warn_line):
 def prepare(args, warn=warn_line, log=print):
     """Every check before the network is built, cheapest first (see the module docstring);
     shows the settings' warnings once the input is known to fit; --tile auto becomes the
-    window it chose in args.tile (memory.resolve_tile), said by `log`. Returns Prepared."""
+    window it chose in args.tile (memory.check_fits), said by `log`. Returns Prepared."""
     examples = datalist.load_examples(args.data_list, args.data_dir, need_labels=True)
     total = len(examples)
     if args.num_steps is not None:
@@ -207,13 +207,11 @@ def prepare(args, warn=warn_line, log=print):
                                 args.class_names, **dataset_cli.dataset_settings(args))
     image_sizes = [labels.image_size(ex.image) for ex in examples]   # headers, read once
     sized = [(ex.image,) + hw for ex, hw in zip(examples, image_sizes)]
-    args.tile, chose = memory.resolve_tile(sized, args.scales, args.flip,
-                                           restored.settings['num_classes'], args.tile,
-                                           probs=args.crf)
+    args.tile, chose = memory.check_fits(sized, args.scales, args.flip,
+                                         restored.settings['num_classes'], args.max_side,
+                                         tile=args.tile, probs=args.crf)
     if chose:
         log(chose)
-    memory.check_fits(sized, args.scales, args.flip, restored.settings['num_classes'],
-                      args.max_side, tile=args.tile, probs=args.crf)
     scan_labels(examples, restored.settings['num_classes'], args.ignore_label,
                 check_values=not args.ignore_out_of_range, image_sizes=image_sizes)
     for message in restored.warnings:

@@ -159,12 +159,12 @@ def fitting_tile(h, w, scales, flip, num_classes, available, probs=False):
 
 def resolve_tile(sized, scales, flip, num_classes, tile, available=None, probs=False):
     """--tile as the run uses it: `tile` itself unless it is 'auto', which becomes None (every
-    image whole) when the largest image fits whole or the memory is unknown, else the
-    largest square window that fits it (fitting_tile), else None (check_fits then refuses,
-    naming the ways through). Returns (tile, a line saying what auto chose, or None)."""
+    image whole) when the largest image fits whole in `available` bytes or that is unknown
+    (None), else the largest square window that fits it (fitting_tile), else None (check_fits
+    then refuses, naming the ways through). Returns (tile, a line saying what auto chose, or
+    None)."""
     if tile != AUTO:
         return tile, None
-    available = available_bytes() if available is None else available
     if not sized or available is None:
         return None, '--tile auto: every image whole (the available memory is unknown)'
     path, h, w = max(sized, key=lambda item: image_bytes(item[1], item[2], scales, flip,
@@ -196,7 +196,8 @@ def _gb(n):
 def check_fits(sized, scales, flip, num_classes, max_side=None, available=None, tile=None,
                probs=False):
     """Refuses, before any image is segmented, the largest image that would not fit; raises
-    PIL's pixel limit to the largest image accepted (allow_pixels).
+    PIL's pixel limit to the largest image accepted (allow_pixels). --tile auto is resolved
+    first (resolve_tile), on the same reading of the available memory.
 
     Args:
       sized: (path, h, w) of every image (sizes from the headers; see labels.image_size).
@@ -204,12 +205,14 @@ def check_fits(sized, scales, flip, num_classes, max_side=None, available=None, 
       probs: full-size probabilities are made (the dense CRF); with `tile` they are made from
         the windows' averaged logits, whole.
       available: bytes (default available_bytes(); None: unknown, nothing is refused).
+    Returns: (the tile the run uses, resolve_tile's line saying what auto chose or None).
     Raises: InputError naming the image, what it needs, what is available and the
       --tile and --max-side that fit.
     """
-    if not sized:
-        return
     available = available_bytes() if available is None else available
+    tile, chose = resolve_tile(sized, scales, flip, num_classes, tile, available, probs)
+    if not sized:
+        return tile, chose
     if available is not None:
         path, h, w = max(sized, key=lambda item: bytes_for(item[1], item[2], scales, flip,
                                                            num_classes, max_side, tile, probs))
@@ -218,6 +221,7 @@ def check_fits(sized, scales, flip, num_classes, max_side=None, available=None, 
             raise InputError(_refusal(path, h, w, need, available, scales, flip, num_classes,
                                       max_side, tile, probs))
     allow_pixels(max(h * w for _, h, w in sized))
+    return tile, chose
 
 
 def _refusal(path, h, w, need, available, scales, flip, num_classes, max_side, tile, probs):

@@ -207,14 +207,12 @@ def run(args, start=None, out=None, err=None):
     if restored.settings['num_classes'] > MAX_CLASSES_IN_PNG:
         raise InputError('%d classes: masks and label PNGs hold at most %d'
                          % (restored.settings['num_classes'], MAX_CLASSES_IN_PNG))
-    sized = header_sizes(images)
-    args.tile, chose = memory.resolve_tile(sized, args.scales, args.flip,
-                                           restored.settings['num_classes'],
-                                           getattr(args, 'tile', None), probs=args.crf)
+    args.tile, chose = memory.check_fits(header_sizes(images), args.scales, args.flip,
+                                         restored.settings['num_classes'],
+                                         getattr(args, 'max_side', None),
+                                         tile=getattr(args, 'tile', None), probs=args.crf)
     if chose:
         log(chose)
-    memory.check_fits(sized, args.scales, args.flip, restored.settings['num_classes'],
-                      getattr(args, 'max_side', None), tile=args.tile, probs=args.crf)
     for message in restored.warnings:
         warn(message)
     log(summary_line(restored))
